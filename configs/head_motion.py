@@ -1,0 +1,80 @@
+"""Φ, the head-motion learner (paper §3.3; UPSTREAM_NOTES.md §2.2): `talkinghead train --config
+configs/head_motion.py:<variant>`.
+
+Variants:
+- `synthtalk_tiny`: a small Φ on SynthTalk that trains on a 2-core CPU in minutes;
+- `vox`: upstream's RotateAudio hyperparameters on VoxCeleb2 (Adam 3e-4 with L2 2e-5, batch 64,
+  dropout 0.1, 100 epochs, rate constant for 5 epochs then halved every 5, τ ∈ [32, 96] observed
+  and P ∈ [16, 96] predicted frames, 16 kHz audio) with the paper's adversarial term;
+- `vox_upstream`: `vox` with the generator loss upstream actually trained with (MSE only).
+
+Until the data-preparation issue's tfds shards exist, train from an array file:
+`--set data.source=arrays --set data.path=FILE.npz` (docs/training.md).
+"""
+
+import ml_collections
+
+ConfigDict = ml_collections.ConfigDict
+
+
+def _optimizer(lr: float, weight_decay: float, schedule: ConfigDict) -> ConfigDict:
+  return ConfigDict(dict(name="adam", lr=lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay,
+                         grad_clip_norm=0.0, schedule=schedule))
+
+
+def get_config(arg: str = "synthtalk_tiny") -> ConfigDict:
+  if arg not in ("synthtalk_tiny", "vox", "vox_upstream"):
+    raise ValueError(f"unknown variant {arg!r} (synthtalk_tiny, vox, vox_upstream)")
+  tiny = arg == "synthtalk_tiny"
+  c = ConfigDict()
+  c.stage = "head_motion"
+  c.seed = 0
+  c.batch_size = 8 if tiny else 64
+  c.total_steps = 1500 if tiny else 0  # 0: use num_epochs
+  c.num_epochs = 0 if tiny else 100
+
+  # Batch over data (and fsdp); parameters whole unless fsdp > 1, then big kernels split.
+  c.mesh = ConfigDict(dict(data=-1, fsdp=1, model=1))
+  c.sharding = ConfigDict(dict(rules=((r"kernel$", "fsdp"), (r".*", "replicate")), fsdp_min_size=2**16))
+
+  c.data = ConfigDict(dict(
+      source="tfds",  # "arrays": an .npz of prepared sequences (train/arrays.py)
+      dataset="synthtalk" if tiny else "voxceleb2",
+      path="",
+      sample_rate=4000 if tiny else 16000,  # upstream asserts 16 kHz: 640 samples per frame
+      fps=25,
+      context_frames=7,  # frames t-3 … t+3 per window
+      observed_frames=(13, 20) if tiny else (32, 96),  # τ, drawn per step (13 = the encoder's minimum)
+      predicted_frames=(4, 12) if tiny else (16, 96),  # P, drawn per step
+      window_stride=4 if tiny else 192,  # vox: one window per 192 frames, about upstream's epoch
+      shuffle=True,
+  ))
+
+  c.model = ConfigDict(dict(
+      audio_conv_channels=(8, 16),
+      audio_hidden=64 if tiny else 512,
+      audio_features=32 if tiny else 256,
+      pose_hidden=16 if tiny else 128,
+      pose_features=32 if tiny else 256,
+      encoder_channels=64 if tiny else 512,
+      encoder_kernel=5,
+      encoder_stride=2,
+      dropout=0.1,
+      bn_momentum=0.9,  # torch's BatchNorm momentum 0.1
+      use_discriminator_loss=arg != "vox_upstream",  # False = upstream (MSE only)
+  ))
+  # The paper gives no weight for the adversarial term; 0.1 is ours.
+  c.loss = ConfigDict(dict(gan_weight=0.1))
+
+  if tiny:
+    schedule = ConfigDict(dict(name="constant"))
+    c.optim = ConfigDict(dict(model=_optimizer(1e-3, 0.0, schedule), discriminator=_optimizer(1e-3, 0.0, schedule)))
+  else:
+    # Upstream's AdjustLR(sleep_epochs=5, half=5) for both optimizers, torch Adam's L2 weight decay.
+    schedule = ConfigDict(dict(name="halving", hold_epochs=5, half_every_epochs=5))
+    c.optim = ConfigDict(dict(model=_optimizer(3e-4, 2e-5, schedule), discriminator=_optimizer(3e-4, 2e-5, schedule)))
+
+  c.log = ConfigDict(dict(every_steps=50 if tiny else 25, images_every_steps=500 if tiny else 2000))
+  c.checkpoint = ConfigDict(dict(every_steps=500 if tiny else 2000, max_to_keep=3, async_save=True,
+                                 stop_check_every=10))
+  return c

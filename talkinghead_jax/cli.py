@@ -26,6 +26,9 @@ from talkinghead_jax.errors import TalkingHeadError
 COMMAND_MODULES = (
     "talkinghead_jax.config",
     "talkinghead_jax.bench",
+    "talkinghead_jax.eval.command",
+    "talkinghead_jax.data.synthtalk_command",
+    "talkinghead_jax.train.command",
 )
 
 RunFn = Callable[[argparse.Namespace], "int | None"]

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from talkinghead_jax import cli
 
 # Modules that register bench targets when imported. Later issues append to this list.
-TARGET_MODULES: tuple[str, ...] = ()
+TARGET_MODULES: tuple[str, ...] = ("talkinghead_jax.bench.synth", "talkinghead_jax.bench.render")
 
 _TARGETS: dict[str, tuple[str, cli.ConfigureFn]] = {}
 

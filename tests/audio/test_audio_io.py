@@ -20,10 +20,10 @@ def _tone(seconds=1.0, rate=SOURCE_RATE, hz=TONE_HZ, amplitude=0.5):
   return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
 
-def _write_aac(path, samples, rate, container_format):
-  """AAC in an mp4-family container ('ipod' → .m4a) or raw ADTS ('adts' → .aac)."""
+def _write_encoded(path, samples, rate, container_format, codec="aac"):
+  """AAC in an mp4-family container ('ipod' → .m4a) or raw ADTS ('adts' → .aac); MP3 ('mp3')."""
   with av.open(str(path), "w", format=container_format) as container:
-    stream = container.add_stream("aac", rate=rate)
+    stream = container.add_stream(codec, rate=rate)
     stream.layout = "mono"
     frame = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
     frame.sample_rate, frame.pts, frame.time_base = rate, 0, fractions.Fraction(1, rate)
@@ -42,10 +42,13 @@ def _make(kind, tmp_path, samples, rate):
     soundfile.write(path, samples, rate)
   elif kind == "m4a":
     path = tmp_path / "tone.m4a"
-    _write_aac(path, samples, rate, "ipod")
+    _write_encoded(path, samples, rate, "ipod")
   elif kind == "aac":
     path = tmp_path / "tone.aac"
-    _write_aac(path, samples, rate, "adts")
+    _write_encoded(path, samples, rate, "adts")
+  elif kind == "mp3":
+    path = tmp_path / "tone.mp3"
+    _write_encoded(path, samples, rate, "mp3", codec="libmp3lame")
   else:
     path = tmp_path / "tone.mp4"
     frames = np.zeros((25, 16, 16, 3), np.uint8)
@@ -53,13 +56,17 @@ def _make(kind, tmp_path, samples, rate):
   return path
 
 
-@pytest.mark.parametrize("kind", ["wav", "flac", "m4a", "aac", "mp4"])
+@pytest.mark.parametrize("kind", ["wav", "flac", "m4a", "aac", "mp3", "mp4"])
 def test_round_trip_preserves_frequency_and_length(kind, tmp_path):
   path = _make(kind, tmp_path, _tone(), SOURCE_RATE)
   loaded = audio.load_audio(path, 16000)
   assert loaded.dtype == np.float32 and loaded.ndim == 1
   if kind in ("wav", "flac"):
     assert loaded.size == 16000  # Lossless: exactly duration × new rate.
+  elif kind == "mp3":
+    # The LAME header records the encoder delay; the decoder may still return up to one
+    # 1152-sample MP3 frame (at the source rate) of end padding.
+    assert 0 <= loaded.size - 16000 <= 1152 * 16000 // SOURCE_RATE + 1, loaded.size
   elif kind == "aac":
     # Raw ADTS stores no encoder delay or end padding, so up to two 1024-sample AAC frames
     # (at the source rate) come back on top of the signal.

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from talkinghead_jax.audio.windows import samples_per_frame
 from talkinghead_jax.models.expression import ExpressionLearner
 from talkinghead_jax.train import arrays, augment, plots
 from talkinghead_jax.train.task import Task
@@ -42,7 +43,8 @@ class ExpressionTask(Task):
 
   @property
   def samples_per_frame(self) -> int:
-    return self.config.data.sample_rate // self.config.data.fps
+    # The audio module's helper also rejects rates that the frame rate does not divide.
+    return samples_per_frame(self.config.data.sample_rate, self.config.data.fps)
 
   def make_input(self, split, process_index, process_count):
     data = self.config.data

@@ -314,12 +314,8 @@ def tile_counts(vertices, faces, camera=None, image_size: int | tuple[int, int] 
 
   The capacity a mesh needs at a pose is the maximum of this; see `suggest_capacity`.
   """
-  camera = camera_lib.OrthographicCamera() if camera is None else camera
-  vertices = jnp.asarray(vertices, jnp.float32)
-  faces = jnp.asarray(faces, jnp.int32)
-  check_mesh(vertices, faces)
-  single = vertices.ndim == 2
-  counts = _tile_counts(vertices[None] if single else vertices, faces, camera, image_hw(image_size),
+  vertices, faces, camera, single = prepare_mesh(vertices, faces, camera)
+  counts = _tile_counts(vertices, faces, camera, image_hw(image_size),
                         int(tile_size), float(blur_radius), bool(cull_backfaces))
   return counts[0] if single else counts
 
@@ -623,6 +619,21 @@ def to_fragments(geometry: FragmentGeometry, face_index: jax.Array, overflow: ja
 # Public entry point.
 
 
+def prepare_mesh(vertices, faces, camera):
+  """The public entry points' common start: float32/int32 arrays of checked shapes, a
+  leading batch axis on the vertices, and the default camera.
+
+  Returns (vertices (B, V, 3), faces, camera, single) where `single` says the caller gave
+  (V, 3) vertices and expects unbatched results.
+  """
+  camera = camera_lib.OrthographicCamera() if camera is None else camera
+  vertices = jnp.asarray(vertices, jnp.float32)
+  faces = jnp.asarray(faces, jnp.int32)
+  check_mesh(vertices, faces)
+  single = vertices.ndim == 2
+  return (vertices[None] if single else vertices), faces, camera, single
+
+
 def check_mesh(vertices, faces) -> None:
   """Raises ValueError on shapes the rasterizer cannot take."""
   if vertices.ndim not in (2, 3) or vertices.shape[-1] != 3:
@@ -658,12 +669,8 @@ def rasterize(vertices, faces, camera=None, image_size: int | tuple[int, int] = 
     `Fragments`, differentiable w.r.t. the vertices (through depth, barycentrics and
     distances; face indices are discrete).
   """
-  camera = camera_lib.OrthographicCamera() if camera is None else camera
-  vertices = jnp.asarray(vertices, jnp.float32)
-  faces = jnp.asarray(faces, jnp.int32)
-  check_mesh(vertices, faces)
-  single = vertices.ndim == 2
-  fragments = _rasterize(vertices[None] if single else vertices, faces, camera, image_hw(image_size),
+  vertices, faces, camera, single = prepare_mesh(vertices, faces, camera)
+  fragments = _rasterize(vertices, faces, camera, image_hw(image_size),
                          int(faces_per_pixel), float(blur_radius), int(tile_size), int(tile_capacity),
                          None if pair_capacity is None else int(pair_capacity), bool(cull_backfaces), bool(dense))
   if single:

@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from talkinghead_jax.render import camera as camera_lib
 from talkinghead_jax.render import raster
 from talkinghead_jax.render import shading
 
@@ -85,19 +84,14 @@ def render_mesh(vertices, faces, colors=None, *, uv=None, texture=None, camera=N
     (…, H, W, C+1) float32: colour channels then alpha; with `return_overflow`,
     (image, overflow).
   """
-  camera = camera_lib.OrthographicCamera() if camera is None else camera
-  vertices = jnp.asarray(vertices, jnp.float32)
-  faces = jnp.asarray(faces, jnp.int32)
-  raster.check_mesh(vertices, faces)
+  vertices, faces, camera, single = raster.prepare_mesh(vertices, faces, camera)
   if (colors is None) == (texture is None):
     raise ValueError("give either colors or uv + texture")
   if texture is not None and uv is None:
     raise ValueError("a texture needs uv coordinates")
   if sigma < 0 or gamma < 0:
     raise ValueError("sigma and gamma must be >= 0")
-  single = vertices.ndim == 2
-  batch = 1 if single else vertices.shape[0]
-  vertices = vertices[None] if single else vertices
+  batch = vertices.shape[0]
   if colors is not None:
     colors = _batch(colors, batch, 2)
     uv = None

@@ -22,6 +22,7 @@ import ml_collections
 
 from talkinghead_jax import cli
 from talkinghead_jax.errors import ConfigError
+from talkinghead_jax.fileio import atomic_write_path
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESOLVED_NAME = "config.json"
@@ -148,12 +149,9 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 def write(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
   """Writes the resolved config to `workdir/config.json` atomically."""
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  target = workdir / RESOLVED_NAME
-  temporary = target.with_suffix(".json.tmp")
-  temporary.write_text(to_json(config) + "\n")
-  os.replace(temporary, target)
+  target = pathlib.Path(workdir) / RESOLVED_NAME
+  with atomic_write_path(target) as temporary:
+    temporary.write_text(to_json(config) + "\n")
   return target
 
 

@@ -46,6 +46,7 @@ from talkinghead_jax.data import synthtalk_head as head
 from talkinghead_jax.data import synthtalk_motion as motion
 from talkinghead_jax.data import synthtalk_speech as speech
 from talkinghead_jax.errors import InputError, TalkingHeadError
+from talkinghead_jax.fileio import atomic_write_path
 from talkinghead_jax.geometry import rigid
 
 GENERATOR_VERSION = 1
@@ -494,16 +495,13 @@ def make_clip(seed: int, identity: Identity, spec: ClipSpec, config: SynthConfig
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
   """A compressed .npz that np.load reads, byte-identical for identical arrays (fixed zip
   timestamps, fixed order), written atomically."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  temp = path.with_name(f".{path.name}.tmp")
-  with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+  with atomic_write_path(path) as temporary, \
+      zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
     for name, value in arrays.items():
       info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
       info.compress_type = zipfile.ZIP_DEFLATED
       with archive.open(info, "w", force_zip64=True) as handle:
         np.lib.format.write_array(handle, np.asanyarray(value), allow_pickle=False)
-  os.replace(temp, path)
 
 
 def clip_path(out: pathlib.Path, identity: Identity, video: str, spec: ClipSpec) -> pathlib.Path:
@@ -681,6 +679,5 @@ def _merge_manifest(out: pathlib.Path, manifest: dict) -> None:
                                  key=lambda e: (e["split"], e["identity"], e["video"], e["clip"]))
       for key in ("identities", "clips_per_identity"):
         manifest["parameters"][key] = max(manifest["parameters"][key], old["parameters"][key])
-  temp = path.with_name(f".{path.name}.tmp")
-  temp.write_text(json.dumps(manifest, indent=1) + "\n")
-  os.replace(temp, path)
+  with atomic_write_path(path) as temporary:
+    temporary.write_text(json.dumps(manifest, indent=1) + "\n")

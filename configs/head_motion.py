@@ -6,10 +6,13 @@ Variants:
 - `vox`: upstream's RotateAudio hyperparameters on VoxCeleb2 (Adam 3e-4 with L2 2e-5, batch 64,
   dropout 0.1, 100 epochs, rate constant for 5 epochs then halved every 5, τ ∈ [32, 96] observed
   and P ∈ [16, 96] predicted frames, 16 kHz audio) with the paper's adversarial term;
-- `vox_upstream`: `vox` with the generator loss upstream actually trained with (MSE only).
+- `vox_upstream`: `vox` with the generator loss upstream actually trained with (MSE only);
+- `synthtalk_tiny_static`: `synthtalk_tiny` without the reference clip (`model.few_shot=False`:
+  a static linear layer on the future audio features instead of the per-clip generated one),
+  the "not few-shot" baseline of the evaluation (docs/evaluation.md).
 
-Until the data-preparation issue's tfds shards exist, train from an array file:
-`--set data.source=arrays --set data.path=FILE.npz` (docs/training.md).
+Data: a prepared tfds set (`talkinghead prepare`; `--set data.data_dir=DIR`, docs/data.md "Input
+pipelines"), or an array file: `--set data.source=arrays --set data.path=FILE.npz` (docs/training.md).
 """
 
 import ml_collections
@@ -23,9 +26,10 @@ def _optimizer(lr: float, weight_decay: float, schedule: ConfigDict) -> ConfigDi
 
 
 def get_config(arg: str = "synthtalk_tiny") -> ConfigDict:
-  if arg not in ("synthtalk_tiny", "vox", "vox_upstream"):
-    raise ValueError(f"unknown variant {arg!r} (synthtalk_tiny, vox, vox_upstream)")
-  tiny = arg == "synthtalk_tiny"
+  variants = ("synthtalk_tiny", "synthtalk_tiny_static", "vox", "vox_upstream")
+  if arg not in variants:
+    raise ValueError(f"unknown variant {arg!r} ({', '.join(variants)})")
+  tiny = arg.startswith("synthtalk_tiny")
   c = ConfigDict()
   c.stage = "head_motion"
   c.seed = 0
@@ -44,10 +48,18 @@ def get_config(arg: str = "synthtalk_tiny") -> ConfigDict:
       sample_rate=4000 if tiny else 16000,  # upstream asserts 16 kHz: 640 samples per frame
       fps=25,
       context_frames=7,  # frames t-3 … t+3 per window
-      observed_frames=(13, 20) if tiny else (32, 96),  # τ, drawn per step (13 = the encoder's minimum)
-      predicted_frames=(4, 12) if tiny else (16, 96),  # P, drawn per step
+      observed_frames=(13, 32) if tiny else (32, 96),  # τ, drawn per step (13 = the encoder's minimum)
+      predicted_frames=(16, 64) if tiny else (16, 96),  # P, drawn per step
       window_stride=4 if tiny else 192,  # vox: one window per 192 frames, about upstream's epoch
       shuffle=True,
+      # source="tfds" (data/pipelines.py, docs/data.md "Input pipelines"):
+      data_dir="",  # the folder of `talkinghead prepare --data-dir`
+      builder_config="",  # e.g. "sidecar_64"; "" = the only one prepared there
+      samples_per_clip=1,  # windows drawn from each clip per epoch
+      # Pose normalisation: upstream's VoxCeleb2 statistics; () = computed from the train split.
+      pose_mean=() if tiny else (0.07, -0.008, -0.016, 11.4, 5.69, -4.37),
+      pose_std=() if tiny else (0.066, 0.132, 0.071, 9.99, 9.24, 16.95),
+      device_prefetch=2,  # batches put on the devices ahead of the step
   ))
 
   c.model = ConfigDict(dict(
@@ -62,6 +74,10 @@ def get_config(arg: str = "synthtalk_tiny") -> ConfigDict:
       dropout=0.1,
       bn_momentum=0.9,  # torch's BatchNorm momentum 0.1
       use_discriminator_loss=arg != "vox_upstream",  # False = upstream (MSE only)
+      # False: no reference clip, a static linear decoder (the evaluation's not-few-shot baseline).
+      few_shot=arg != "synthtalk_tiny_static",
+      # "observed_mean" (ours): predict the offset from the mean observed pose; "none" = upstream.
+      residual_base="observed_mean" if tiny else "none",
   ))
   # The paper gives no weight for the adversarial term; 0.1 is ours.
   c.loss = ConfigDict(dict(gan_weight=0.1))

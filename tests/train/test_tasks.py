@@ -1,13 +1,15 @@
 """The stages' losses: Φ's config switch (paper's GAN term vs upstream's MSE only), config checks,
 the task registry and the `train` command's one-line errors."""
 
+import importlib
+
 import jax
 import numpy as np
 import pytest
 
 from talkinghead_jax import cli
 from talkinghead_jax.errors import ConfigError
-from talkinghead_jax.train import state as state_lib, tasks
+from talkinghead_jax.train import state as state_lib, task as task_lib, tasks
 
 
 def test_discriminator_switch_adds_or_removes_the_gan_term(head_motion_config, numpy_state):
@@ -53,15 +55,26 @@ def test_config_checks_and_registry(head_motion_config):
   config.stage = "nonsense"
   with pytest.raises(ConfigError, match="known stages"):
     tasks.get_task(config)
-  for stage in tasks.TASKS:
-    assert stage in ("expression", "head_motion")
+  del config["stage"]
+  with pytest.raises(ConfigError, match="known stages"):
+    tasks.get_task(config)
+  # Every registered stage names an importable Task subclass of its own; get_task builds it.
+  assert {"expression", "head_motion"} <= set(tasks.TASKS)
+  classes = []
+  for stage, target in tasks.TASKS.items():
+    module_name, _, class_name = target.partition(":")
+    task_class = getattr(importlib.import_module(module_name), class_name)
+    assert isinstance(task_class, type) and issubclass(task_class, task_lib.Task), stage
+    classes.append(task_class)
+  assert len(set(classes)) == len(classes)
+  assert type(tasks.get_task(head_motion_config())) is classes[list(tasks.TASKS).index("head_motion")]
 
 
 def test_train_command_errors_are_one_line(tmp_path, capsys):
   status = cli.main(["train", "--config", "configs/expression.py:synthtalk_tiny", "--workdir", str(tmp_path / "w")])
   err = capsys.readouterr().err
   assert status == 1 and err.count("\n") == 1
-  assert "data pipeline for stage 'expression' needs prepared shards (data-preparation issue)" in err
+  assert "data.source is 'tfds': set data.data_dir" in err
   status = cli.main(["train", "--workdir", str(tmp_path / "empty")])
   err = capsys.readouterr().err
   assert status == 1 and err.count("\n") == 1 and "no config.json to resume from" in err

@@ -42,7 +42,8 @@ class HeadMotionTask(Task):
         audio_conv_channels=tuple(m.audio_conv_channels), audio_hidden=m.audio_hidden,
         audio_features=m.audio_features, pose_hidden=m.pose_hidden, pose_features=m.pose_features,
         encoder_channels=m.encoder_channels, encoder_kernel=m.encoder_kernel, encoder_stride=m.encoder_stride,
-        dropout=m.dropout, bn_momentum=m.bn_momentum)
+        dropout=m.dropout, bn_momentum=m.bn_momentum, few_shot=bool(m.get("few_shot", True)),
+        residual_base=str(m.get("residual_base", "none")))
     self.discriminator = DT_Discriminator()
     self.use_discriminator_loss = bool(m.use_discriminator_loss)
     self.gan_weight = float(config.loss.gan_weight)

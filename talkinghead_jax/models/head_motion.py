@@ -221,18 +221,22 @@ class HeadMotionLearner(nn.Module):
     if not self.few_shot:
       predicted = nn.Dense(pose.shape[-1], name="static_decode")(future)
       return predicted, length_mask(predicted_length, max_predicted)
-    code = TemporalConv_no_LSTM(self.pose_hidden, self.pose_features, self.encoder_channels,
-                                self.encoder_kernel, self.encoder_stride, self.dropout, self.bn_momentum,
-                                name="rt_encode")(pose[:, :max_observed], features[:, :max_observed],
-                                                  observed_length, train)
-    predicted = L2LDecode(self.audio_features, pose.shape[-1], name="decode")(code, future)
+    if self.residual_base not in ("none", "observed_mean"):
+      raise ValueError(f"residual_base must be 'none' or 'observed_mean', got {self.residual_base!r}")
+    observed = pose[:, :max_observed]
+    base = jnp.zeros_like(observed[:, :1])
     if self.residual_base == "observed_mean":
       observed_mask = length_mask(observed_length, max_observed)[..., None].astype(pose.dtype)
-      mean_pose = (jnp.sum(pose[:, :max_observed] * observed_mask, axis=1)
-                   / jnp.maximum(jnp.sum(observed_mask, axis=1), 1.0))
-      predicted = predicted + mean_pose[:, None, :]
-    elif self.residual_base != "none":
-      raise ValueError(f"residual_base must be 'none' or 'observed_mean', got {self.residual_base!r}")
+      base = (jnp.sum(observed * observed_mask, axis=1, keepdims=True)
+              / jnp.maximum(jnp.sum(observed_mask, axis=1, keepdims=True), 1.0))
+      # The encoder sees the motion around that mean: per-identity head positions differ far more
+      # than a clip's motion, and left in they make small batches' normalisation statistics
+      # swing from batch to batch (training and inference then disagree).
+      observed = observed - base
+    code = TemporalConv_no_LSTM(self.pose_hidden, self.pose_features, self.encoder_channels,
+                                self.encoder_kernel, self.encoder_stride, self.dropout, self.bn_momentum,
+                                name="rt_encode")(observed, features[:, :max_observed], observed_length, train)
+    predicted = L2LDecode(self.audio_features, pose.shape[-1], name="decode")(code, future) + base
     return predicted, length_mask(predicted_length, max_predicted)
 
   def min_observed(self) -> int:

@@ -126,3 +126,29 @@ def test_audio_encoder_flattens_in_torch_channel_order(numpy_variables):
   _, state = encoder.apply(variables, audio, mask, False, capture_intermediates=True, mutable=["intermediates"])
   got = np.asarray(state["intermediates"]["audio_l_0"]["__call__"][0])[0, 1]
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_observed_mean_residual_predicts_around_the_observed_mean(numpy_variables):
+  rng = np.random.default_rng(5)
+  batch, max_observed, max_predicted, samples = 2, 16, 5, 12
+  lengths = (jnp.array([16, 13]), jnp.array([5, 5]))
+  audio = rng.normal(size=(batch, max_observed + max_predicted, 7, samples)).astype(np.float32)
+  pose = rng.normal(size=(batch, max_observed + max_predicted, 6)).astype(np.float32)
+  model = hm.HeadMotionLearner(dropout=0.0, residual_base="observed_mean", **SMALL)
+  variables = numpy_variables(model, audio, pose, *lengths, max_observed=max_observed, train=False)
+  apply = jax.jit(lambda v, p: model.apply(v, audio, p, *lengths, max_observed=max_observed, train=False)[0])
+  # A generated layer of zeros leaves the mean of each example's own observed frames.
+  zero = jax.tree_util.tree_map(lambda x: x, variables)
+  zero["params"]["decode"]["l"] = jax.tree_util.tree_map(jnp.zeros_like, zero["params"]["decode"]["l"])
+  got = np.asarray(apply(zero, pose))
+  for b, observed in enumerate(np.asarray(lengths[0])):
+    np.testing.assert_allclose(got[b], np.broadcast_to(pose[b, :observed].mean(0), (max_predicted, 6)),
+                               rtol=1e-5, atol=1e-5)
+  # The encoder sees motion around the mean: moving the whole head moves the prediction with it.
+  shift = np.array([0.3, -0.2, 0.1, 2.0, -1.0, 0.5], np.float32)
+  np.testing.assert_allclose(np.asarray(apply(variables, pose + shift)), np.asarray(apply(variables, pose)) + shift,
+                             rtol=1e-4, atol=1e-4)
+  # Upstream's form has no such base.
+  with pytest.raises(ValueError, match="residual_base"):
+    hm.HeadMotionLearner(residual_base="last", **SMALL).init(
+        jax.random.key(0), audio, pose, *lengths, max_observed=max_observed, train=False)

@@ -51,3 +51,24 @@ def test_slurm_requeues_a_run_stopped_by_the_time_limit(tmp_path):
     assert calls[0] == ("srun talkinghead train --config configs/head_motion.py:vox --workdir /shared/phi "
                         "--set seed=3")
     assert (calls[1:] == ["scontrol requeue 42"]) == requeued
+
+
+def test_sequence_learner_results_script_runs_the_documented_chain(tmp_path):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  log = tmp_path / "calls.txt"
+  _fake(bin_dir, "talkinghead", f'echo "$*" >> {log}')
+  out = tmp_path / "out"
+  result = _run("sequence_learners_synthtalk.sh", str(out), env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+  assert result.returncode == 0, result.stderr
+  calls = log.read_text().splitlines()
+  assert [call.split()[0] for call in calls] == ["synth", "prepare", "train", "train", "train", "evaluate", "evaluate"]
+  assert "--detector sidecar" in calls[1] and f"--data-dir {out}/prepared" in calls[1]
+  assert "configs/head_motion.py:synthtalk_tiny_static" in calls[4]
+  assert f"--baseline-checkpoint {out}/runs/head_motion_static" in calls[6]
+  # A second run reuses the SynthTalk set once its manifest exists.
+  (out / "synthtalk").mkdir(parents=True, exist_ok=True)
+  (out / "synthtalk" / "synthtalk.json").write_text("{}")
+  log.unlink()
+  assert _run("sequence_learners_synthtalk.sh", str(out), env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}).returncode == 0
+  assert log.read_text().split()[0] == "prepare"

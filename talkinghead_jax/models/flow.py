@@ -31,6 +31,7 @@ def warp(image: jax.Array, flow: jax.Array) -> jax.Array:
   checkpoints interchangeable.
   """
   batch, height, width, _ = image.shape
+  out_dtype, flow = image.dtype, flow.astype(jnp.float32)  # pixel coordinates need float32 (bfloat16: 8 bits)
   cols = jnp.arange(width, dtype=flow.dtype)[None, None, :]
   rows = jnp.arange(height, dtype=flow.dtype)[None, :, None]
   x = (cols + flow[..., 0]) * (width / (width - 1.0)) - 0.5
@@ -52,7 +53,7 @@ def warp(image: jax.Array, flow: jax.Array) -> jax.Array:
   sample = jax.vmap(gather)
   top = sample(image, y0, x0) * (1 - wx) + sample(image, y0, x1) * wx
   bottom = sample(image, y1, x0) * (1 - wx) + sample(image, y1, x1) * wx
-  return top * (1 - wy) + bottom * wy
+  return (top * (1 - wy) + bottom * wy).astype(out_dtype)
 
 
 class FlowGenerator(nn.Module):

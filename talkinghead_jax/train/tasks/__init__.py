@@ -12,6 +12,8 @@ from talkinghead_jax.errors import ConfigError
 TASKS = {
     "expression": "talkinghead_jax.train.tasks.expression:ExpressionTask",
     "head_motion": "talkinghead_jax.train.tasks.head_motion:HeadMotionTask",
+    "unprojection": "talkinghead_jax.train.tasks.unprojection:UnprojectionTask",
+    "generator": "talkinghead_jax.train.tasks.generator:GeneratorTask",
 }
 
 

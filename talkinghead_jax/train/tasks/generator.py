@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

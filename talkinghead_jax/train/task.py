@@ -15,6 +15,9 @@ a task owns the model, the losses and the input:
   (the same for every group: a task that needs one draw shared by its groups, e.g. Φ's
   sequence lengths, takes it from there). The returned collections replace the state's (or
   `None` to keep them);
+- optionally `host_init_variables(rng, batch_spec)`: the same tree as `init_variables` as numpy
+  values; the loop then places each leaf straight into its sharding instead of compiling the
+  init (a jitted init of a big model compiles one kernel per parameter; `host_init.py`);
 - optionally `summary_outputs(params, collections, batch)` (jitted, small arrays) and
   `render_summaries(outputs)` → `{name: HxWx3 uint8 image}` for TensorBoard.
 """

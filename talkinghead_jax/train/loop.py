@@ -171,6 +171,53 @@ def _host_init_state(task, init_key, global_spec, optimizers, run_key, abstract_
   return lowered.compile(compiler_options=options)(params, collections)
 
 
+@dataclasses.dataclass(frozen=True)
+class StatePlan:
+  """What a run's state will be, before any of it exists: the optimizers, the abstract state
+  and its shardings (shared by `train` and `talkinghead bench train`)."""
+
+  task: Any
+  optimizers: dict[str, Any]
+  schedules: dict[str, Any]
+  init_key: jax.Array
+  run_key: jax.Array
+  global_spec: dict[str, jax.ShapeDtypeStruct]
+  abstract_state: Any
+  state_shardings: Any
+
+  def _init_state(self):
+    params, collections = self.task.init_variables(self.init_key, self.global_spec)
+    return state_lib.create_state(params, collections, self.optimizers, self.run_key)
+
+  def initial_state(self):
+    """The step-0 state in its shardings: the task's numpy values placed leaf by leaf when it
+    has `host_init_variables`, else the jitted init."""
+    if hasattr(self.task, "host_init_variables"):
+      return _host_init_state(self.task, self.init_key, self.global_spec, self.optimizers, self.run_key,
+                              self.abstract_state, self.state_shardings)
+    return _compile_init(self._init_state, self.state_shardings)()
+
+  def jit_step(self, batch_sharding, replicated):
+    """The train step with explicit in/out shardings and the state donated."""
+    return jax.jit(make_train_step(self.task, self.optimizers, self.schedules),
+                   in_shardings=(self.state_shardings, batch_sharding),
+                   out_shardings=(self.state_shardings, replicated, replicated),
+                   donate_argnums=(0,))
+
+
+def plan_state(task, config: ml_collections.ConfigDict, global_spec: dict[str, jax.ShapeDtypeStruct],
+               steps_per_epoch: int, mesh) -> StatePlan:
+  """The `StatePlan` of `task` for batches of `global_spec` on `mesh` (one key per run, from
+  `config.seed`: init and the step keys)."""
+  optimizers, schedules = state_lib.make_optimizers(config.optim, task.groups, steps_per_epoch)
+  init_key, run_key = jax.random.split(jax.random.key(config.seed))
+  partial = StatePlan(task, optimizers, schedules, init_key, run_key, global_spec, None, None)
+  abstract_state = jax.eval_shape(partial._init_state)  # noqa: SLF001
+  state_shardings = sharding.tree_shardings(abstract_state, config.sharding.rules, mesh,
+                                            config.sharding.fsdp_min_size)
+  return dataclasses.replace(partial, abstract_state=abstract_state, state_shardings=state_shardings)
+
+
 def _total_steps(config, steps_per_epoch: int) -> int:
   if config.get("total_steps", 0) > 0:
     return int(config.total_steps)
@@ -207,26 +254,16 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, task=N
                  for name, spec in data.element_spec.items()}
 
   total_steps = _total_steps(config, data.steps_per_epoch)
-  optimizers, schedules = state_lib.make_optimizers(config.optim, task.groups, data.steps_per_epoch)
-  init_key, run_key = jax.random.split(jax.random.key(config.seed))
-
-  def init_state():
-    params, collections = task.init_variables(init_key, global_spec)
-    return state_lib.create_state(params, collections, optimizers, run_key)
-
-  abstract_state = jax.eval_shape(init_state)
-  state_shardings = sharding.tree_shardings(abstract_state, config.sharding.rules, mesh,
-                                            config.sharding.fsdp_min_size)
+  plan = plan_state(task, config, global_spec, data.steps_per_epoch, mesh)
+  abstract_state, state_shardings = plan.abstract_state, plan.state_shardings
   flag_names = finite_flag_names(task, abstract_state.params)
 
   reporter = Reporter(workdir, total_steps, primary=primary, stream=stream)
   checkpoints = checkpoint_lib.Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep,
                                             async_save=config.checkpoint.async_save)
   latest = checkpoints.latest_step()
-  if latest is None and hasattr(task, "host_init_variables"):
-    state = _host_init_state(task, init_key, global_spec, optimizers, run_key, abstract_state, state_shardings)
-  elif latest is None:
-    state = _compile_init(init_state, state_shardings)()
+  if latest is None:
+    state = plan.initial_state()
   else:
     state, data_state, _ = checkpoints.restore(latest, sharding.with_shardings(abstract_state, state_shardings))
     data.set_state(data_state)
@@ -234,10 +271,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, task=N
   if primary:
     config_lib.write(config, workdir)
 
-  train_step = jax.jit(make_train_step(task, optimizers, schedules),
-                       in_shardings=(state_shardings, batch_sharding),
-                       out_shardings=(state_shardings, replicated, replicated),
-                       donate_argnums=(0,))
+  train_step = plan.jit_step(batch_sharding, replicated)
   summaries = jax.jit(task.summary_outputs, out_shardings=replicated)
 
   # Batches are read and put on the devices ahead of the step; the state saved with a checkpoint

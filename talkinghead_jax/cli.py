@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "talkinghead_jax.data.synthtalk_command",
     "talkinghead_jax.data.prepare_command",
     "talkinghead_jax.train.command",
+    "talkinghead_jax.infer.command",
+    "talkinghead_jax.infer.export_command",
 )
 
 RunFn = Callable[[argparse.Namespace], "int | None"]

@@ -203,14 +203,25 @@ class GeneratorSampler(common.StageSampler):
       spec[schema.FLOW_REF_CONFIDENCE] = ((s, s, 1), f32)
     return spec
 
-  def choose_frames(self, frames: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """(K reference frame indices, target frame index)."""
+  def reference_window(self, frames: int) -> int:
+    """References come from frames [0, w), targets from [w, frames): w = max(K, ⌊ref_ratio·T⌋)
+    (at most T − 1), or K with ref_ratio 0."""
     k = self.num_references
     if self.ref_ratio <= 0:
-      return np.arange(k), int(rng.integers(k, frames))
-    pool = min(max(k, int(self.ref_ratio * frames)), frames - 1)
-    refs = np.sort(rng.choice(pool, size=k, replace=False))
-    return refs, int(rng.integers(pool, frames))
+      return k
+    return min(max(k, int(self.ref_ratio * frames)), frames - 1)
+
+  def choose_references(self, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """K sorted reference frame indices from the reference window (the first K with ref_ratio 0)."""
+    k = self.num_references
+    if self.ref_ratio <= 0:
+      return np.arange(k)
+    return np.sort(rng.choice(self.reference_window(frames), size=k, replace=False))
+
+  def choose_frames(self, frames: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """(K reference frame indices, target frame index)."""
+    refs = self.choose_references(frames, rng)
+    return refs, int(rng.integers(self.reference_window(frames), frames))
 
   def _key_position_map(self, clip, key: int, sim: Similarity, flip: bool) -> np.ndarray:
     """The key frame's stored map at the output size, its values moved like the target's pixels."""
@@ -227,12 +238,17 @@ class GeneratorSampler(common.StageSampler):
     return np.ascontiguousarray(moved, dtype=np.float32)
 
   def sample(self, clip, rng, noise_clip=None):
-    frames = int(clip["num_frames"])
+    refs, target = self.choose_frames(int(clip["num_frames"]), rng)
+    return self.sample_frames(clip, refs, target, rng)
+
+  def sample_frames(self, clip, refs: Sequence[int], target: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The sample with these references and this target (evaluation picks them itself); `rng`
+    draws the rest (the train-rule matcher's coin, augmentation), nothing with neither."""
     lmk = np.asarray(clip["landmarks"], np.float64)
     pose = np.asarray(clip["pose"], np.float64)
     front = np.asarray(clip["front"], np.float64)
     key = int(clip["key_frame"])
-    refs, target = self.choose_frames(frames, rng)
+    refs, target = np.asarray(refs, np.int64), int(target)
     match = matching.select_reference(pose[refs], pose[target], self.rule, rng, self.worst_prob)
 
     flip = False

@@ -186,17 +186,20 @@ def _rms(samples: np.ndarray) -> float:
 
 
 def detect_clip(video_path: str | os.PathLike, detector,
-                options: PrepareOptions = PrepareOptions()) -> ClipLandmarks:
+                options: PrepareOptions = PrepareOptions(), *, video: media.Video | None = None,
+                require_audio: bool = True) -> ClipLandmarks:
   """Pass 1: decode and check a clip, find its landmarks, its crop box, and map them into it.
 
   The detector sees the full frames. Frames whose landmark box has no width or no height count
-  as missed (upstream drops them, UPSTREAM_NOTES §3.8). Raises ClipRejected.
+  as missed (upstream drops them, UPSTREAM_NOTES §3.8). Raises ClipRejected. `video`: the clip
+  already decoded (at options.fps); `require_audio=False` accepts a clip without sound (an
+  inference reference video).
   """
-  video = _read(video_path, options)
-  if video.audio is None:
+  video = _read(video_path, options) if video is None else video
+  if video.audio is None and require_audio:
     raise ClipRejected("no_audio", "the file has no audio stream")
-  loudness = _rms(video.audio)
-  if loudness < options.silence_rms:
+  loudness = _rms(video.audio) if video.audio is not None else 0.0
+  if require_audio and loudness < options.silence_rms:
     raise ClipRejected("silent", f"audio RMS {loudness:.2e} < {options.silence_rms:.0e}")
   count = video.num_frames
   if count < options.min_frames:
@@ -324,12 +327,14 @@ def _audio_track(samples: np.ndarray, from_rate: int, rate: int, length: int) ->
 
 
 def finish_clip(video_path: str | os.PathLike, clip_landmarks: ClipLandmarks, canonical: Any,
-                options: PrepareOptions = PrepareOptions()) -> PreparedClip:
+                options: PrepareOptions = PrepareOptions(), *, video: media.Video | None = None,
+                require_audio: bool = True) -> PreparedClip:
   """Pass 2: crop frames, pose against the canonical face, frontalize, key frame, audio.
 
   Pose: Kabsch over the 27 stable points (`rigid.pose_from_landmarks`); key frame: the frame
   with the smallest Σ|rotvec| (upstream). Audio: resampled to each of options.audio_rates,
-  exactly T·rate/fps samples, clipped to ±1 and scaled by 32767 (rounded). Raises ClipRejected.
+  exactly T·rate/fps samples, clipped to ±1 and scaled by 32767 (rounded); none without sound
+  when `require_audio` is off. `video`: as `detect_clip`'s. Raises ClipRejected.
   """
   if clip_landmarks.size != options.size:
     raise ConfigError(f"landmarks were mapped into a {clip_landmarks.size}-pixel crop, options "
@@ -337,19 +342,19 @@ def finish_clip(video_path: str | os.PathLike, clip_landmarks: ClipLandmarks, ca
   canonical = np.asarray(canonical, np.float64)
   if canonical.shape != (NUM_POINTS, 3):
     raise ValueError(f"canonical face must be ({NUM_POINTS}, 3), got {canonical.shape}")
-  video = _read(video_path, options)
+  video = _read(video_path, options) if video is None else video
   count = clip_landmarks.num_frames
   if video.num_frames != count:
     raise ClipRejected("truncated" if video.num_frames < count else "unreadable",
                        f"decodes to {video.num_frames} frames, {count} when its landmarks were "
                        "found (file changed?)")
-  if video.audio is None:
+  if video.audio is None and require_audio:
     raise ClipRejected("no_audio", "the file has no audio stream")
   landmarks = clip_landmarks.landmarks.astype(np.float64)
   pose = rigid.pose_from_landmarks(landmarks, canonical)
   front = rigid.frontalize(landmarks, pose)
   audio = {}
-  for rate in options.audio_rates:
+  for rate in options.audio_rates if video.audio is not None else ():
     length = int(round(count * rate / options.fps))
     audio[int(rate)] = _audio_track(video.audio, video.sample_rate, int(rate), length)
   return PreparedClip(

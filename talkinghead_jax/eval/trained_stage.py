@@ -60,9 +60,15 @@ def load_trained_stage(path: str | pathlib.Path, stage: str | None = None) -> Tr
     raise TalkingHeadError(f"{workdir}: the run trained stage {config.get('stage')!r}, not {stage!r}")
   task = tasks.get_task(config)
   params = checkpoint["params"]
-  if "model" not in params:
-    raise InputError(workdir, f"checkpoint has no 'model' parameters (groups: {sorted(params)})")
-  variables = {"params": params["model"], **dict(checkpoint.get("collections") or {})}
+  # Θ's network is its `generator` group (not the discriminator); the other stages have one group.
+  group = "generator" if config.get("stage") == "generator" else "model"
+  if group not in params:
+    raise InputError(workdir, f"checkpoint has no {group!r} parameters (groups: {sorted(params)})")
+  collections = dict(checkpoint.get("collections") or {})
+  if group == "model":
+    variables = {"params": params["model"], **collections}
+  else:  # a multi-group task keeps each group's collections under the group's name
+    variables = {"params": params[group], **dict(collections.get(group) or {})}
   return TrainedStage(config=config, task=task, variables=variables, step=int(checkpoint["step"]),
                       workdir=workdir)
 

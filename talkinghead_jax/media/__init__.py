@@ -3,6 +3,7 @@
 from talkinghead_jax.media.video import AAC_SAMPLE_RATES
 from talkinghead_jax.media.video import Video
 from talkinghead_jax.media.video import VideoInfo
+from talkinghead_jax.media.video import VideoWriter
 from talkinghead_jax.media.video import probe_video
 from talkinghead_jax.media.video import read_video
 from talkinghead_jax.media.video import write_video
@@ -11,6 +12,7 @@ __all__ = [
     "AAC_SAMPLE_RATES",
     "Video",
     "VideoInfo",
+    "VideoWriter",
     "probe_video",
     "read_video",
     "write_video",

@@ -8,6 +8,7 @@ place, so a crash never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fractions
 import math
@@ -275,14 +276,6 @@ def _check_frames(frames) -> np.ndarray:
   return frames
 
 
-def _audio_pieces(audio: np.ndarray, sample_rate: int, fps: float, num_frames: int):
-  """Splits the audio into one piece per video frame (the rest goes with the last frame)."""
-  bounds = [min(audio.size, int(round(i * sample_rate / fps))) for i in range(num_frames)]
-  bounds.append(audio.size)
-  bounds[-1] = max(bounds[-1], bounds[-2])
-  return [(bounds[i], audio[bounds[i]:bounds[i + 1]]) for i in range(num_frames)]
-
-
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25,
                 audio: np.ndarray | None = None, sample_rate: int | None = None,
                 crf: int = 18, preset: str = "medium") -> None:
@@ -293,45 +286,111 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25,
   into place; parent folders are created.
   """
   frames = _check_frames(frames)
-  if fps <= 0:
-    raise ValueError(f"fps must be positive, got {fps!r}")
-  if audio is not None:
-    if sample_rate is None:
-      raise ValueError("sample_rate is required with audio")
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-      raise ValueError(f"expected mono audio of shape (n,), got {audio.shape}")
-    sample_rate = int(sample_rate)
-    if sample_rate not in AAC_SAMPLE_RATES:
-      audio, sample_rate = audio_io.resample(audio, sample_rate, 48000), 48000
-  # The muxer creates the temporary file itself, so it gets the usual permissions.
-  with atomic_write_path(path) as temporary:
-    _encode(str(temporary), frames, fps, audio, sample_rate, crf, preset)
+  with VideoWriter(path, width=frames.shape[2], height=frames.shape[1], fps=fps, audio=audio,
+                   sample_rate=sample_rate, crf=crf, preset=preset) as writer:
+    writer.write(frames)
 
 
-def _encode(path, frames, fps, audio, sample_rate, crf, preset) -> None:
-  rate = fractions.Fraction(fps).limit_denominator(1001)
-  frame_time_base = 1 / rate
-  with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-    video = container.add_stream("libx264", rate=rate)
-    video.width, video.height = int(frames.shape[2]), int(frames.shape[1])
-    video.pix_fmt = "yuv420p"
-    video.options = {"crf": str(int(crf)), "preset": preset}
-    sound = None
+class VideoWriter:
+  """An H.264/AAC mp4 written frame batch by frame batch (what `write_video` writes), so a
+  long video never has to be in memory at once:
+
+      with VideoWriter(path, width, height, fps=25, audio=audio, sample_rate=rate) as writer:
+        for frames in batches:        # uint8 (n, height, width, 3) or (height, width, 3)
+          writer.write(frames)
+
+  The audio (known up front) is muxed alongside: with frame i go the samples from
+  round(i·rate/fps) to round((i+1)·rate/fps); whatever is left when the writer closes follows
+  the last frame. Written to a temporary file beside `path`, renamed into place when the block
+  ends without an error (removed otherwise).
+  """
+
+  def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float = 25,
+               audio: np.ndarray | None = None, sample_rate: int | None = None, crf: int = 18,
+               preset: str = "medium"):
+    if fps <= 0:
+      raise ValueError(f"fps must be positive, got {fps!r}")
+    if width % 2 or height % 2 or width < 2 or height < 2:
+      raise ValueError(f"H.264 yuv420p needs even frame sizes, got {width}x{height}; "
+                       "crop or pad the frames to even width and height")
     if audio is not None:
-      sound = container.add_stream("aac", rate=sample_rate)
-      sound.layout = "mono"
-      audio_time_base = fractions.Fraction(1, sample_rate)
-      pieces = _audio_pieces(audio, sample_rate, float(rate), frames.shape[0])
-    for index, image in enumerate(frames):
+      if sample_rate is None:
+        raise ValueError("sample_rate is required with audio")
+      audio = np.asarray(audio, dtype=np.float32)
+      if audio.ndim != 1:
+        raise ValueError(f"expected mono audio of shape (n,), got {audio.shape}")
+      sample_rate = int(sample_rate)
+      if sample_rate not in AAC_SAMPLE_RATES:
+        audio, sample_rate = audio_io.resample(audio, sample_rate, 48000), 48000
+    self.path = path
+    self.width, self.height = int(width), int(height)
+    self.rate = fractions.Fraction(fps).limit_denominator(1001)
+    self.audio, self.sample_rate = audio, sample_rate
+    self.crf, self.preset = int(crf), preset
+    self.frames_written = 0
+    self._stack: contextlib.ExitStack | None = None
+    self._container = None
+
+  def __enter__(self) -> "VideoWriter":
+    self._stack = contextlib.ExitStack()
+    with self._stack:  # unwinds (removing the temporary file) if opening fails
+      temporary = self._stack.enter_context(atomic_write_path(self.path))
+      # The muxer creates the temporary file itself, so it gets the usual permissions.
+      self._container = av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"})
+      self._stack.callback(self._container.close)
+      self._video = self._container.add_stream("libx264", rate=self.rate)
+      self._video.width, self._video.height = self.width, self.height
+      self._video.pix_fmt = "yuv420p"
+      self._video.options = {"crf": str(self.crf), "preset": self.preset}
+      self._sound = None
+      if self.audio is not None:
+        self._sound = self._container.add_stream("aac", rate=self.sample_rate)
+        self._sound.layout = "mono"
+      self._stack = self._stack.pop_all()
+    return self
+
+  def _audio_bound(self, frame: int) -> int:
+    return min(self.audio.size, int(round(frame * self.sample_rate / float(self.rate))))
+
+  def _mux_audio(self, start: int, stop: int) -> None:
+    if stop <= start:
+      return
+    chunk = av.AudioFrame.from_ndarray(self.audio[None, start:stop], format="fltp", layout="mono")
+    chunk.sample_rate, chunk.pts, chunk.time_base = self.sample_rate, start, fractions.Fraction(1, self.sample_rate)
+    self._container.mux(self._sound.encode(chunk))
+
+  def write(self, frames: np.ndarray) -> None:
+    """Appends uint8 RGB frames (n, height, width, 3), or one frame (height, width, 3)."""
+    if self._container is None:
+      raise RuntimeError("VideoWriter.write outside its `with` block")
+    frames = np.asarray(frames)
+    frames = _check_frames(frames[None] if frames.ndim == 3 else frames)
+    if frames.shape[1:3] != (self.height, self.width):
+      raise ValueError(f"frames are {frames.shape[2]}x{frames.shape[1]}, the video is {self.width}x{self.height}")
+    for image in frames:
       frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-      frame.pts, frame.time_base = index, frame_time_base
-      container.mux(video.encode(frame))
-      if sound is not None and pieces[index][1].size:
-        start, samples = pieces[index]
-        chunk = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
-        chunk.sample_rate, chunk.pts, chunk.time_base = sample_rate, start, audio_time_base
-        container.mux(sound.encode(chunk))
-    container.mux(video.encode(None))
-    if sound is not None:
-      container.mux(sound.encode(None))
+      frame.pts, frame.time_base = self.frames_written, 1 / self.rate
+      self._container.mux(self._video.encode(frame))
+      if self._sound is not None:
+        self._mux_audio(self._audio_bound(self.frames_written), self._audio_bound(self.frames_written + 1))
+      self.frames_written += 1
+
+  def _finish(self) -> None:
+    if self.frames_written == 0:
+      raise ValueError("no frames to write")
+    if self._sound is not None:  # the audio past the last frame's share
+      self._mux_audio(self._audio_bound(self.frames_written), self.audio.size)
+    self._container.mux(self._video.encode(None))
+    if self._sound is not None:
+      self._container.mux(self._sound.encode(None))
+
+  def __exit__(self, exc_type, exc, traceback):
+    stack, self._stack = self._stack, None
+    container, self._container = self._container, None
+    if exc is not None:  # closes the container and removes the temporary file
+      return stack.__exit__(exc_type, exc, traceback)
+    self._container = container
+    with stack:  # closes the container, then renames the file into place (removes it on an error)
+      self._finish()
+    self._container = None
+    return False

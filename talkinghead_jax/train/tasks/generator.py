@@ -113,6 +113,16 @@ def load_unprojection(workdir: str) -> tuple[UnprojectionNet, int, dict[str, Any
   return net, int(config["data"]["image_size"]), variables
 
 
+def unproject_key_frame(net: UnprojectionNet, net_size: int, variables, key_image: jax.Array,
+                        size: int) -> jax.Array:
+  """The unprojection net's position map (B, P, P, 3) of key images (B, size, size, 3) in [-1, 1],
+  in crop pixels of a `size` crop (P = net_size: the image is resized to the net's size)."""
+  image = key_image
+  if net_size != size:
+    image = jax.image.resize(image, (image.shape[0], net_size, net_size, 3), "linear")
+  return net.apply(variables, image, train=False) * (size / net_size)
+
+
 class GeneratorTask(Task):
   groups = ("generator", "discriminator")  # upstream: the G step, then the D step
 
@@ -227,10 +237,7 @@ class GeneratorTask(Task):
     else:
       self.frozen_variables()
       net, net_size = self._unprojection
-      image = key_image
-      if net_size != self.size:
-        image = jax.image.resize(image, (image.shape[0], net_size, net_size, 3), "linear")
-      position_map = net.apply(collections["unprojection"], image, train=False) * (self.size / net_size)
+      position_map = unproject_key_frame(net, net_size, collections["unprojection"], key_image, self.size)
     return jax.lax.stop_gradient(position_map), jnp.asarray(synthtalk_uv_face_mask(position_map.shape[1]))[None]
 
   def prepare(self, batch, collections, render: bool = True) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:

@@ -2,7 +2,9 @@
 configs/head_motion.py:<variant>`.
 
 Variants:
-- `synthtalk_tiny`: a small Φ on SynthTalk that trains on a 2-core CPU in minutes;
+- `synthtalk_tiny`: a small Φ on SynthTalk that trains on a 2-core CPU in minutes, with our
+  residual base (the observed mean plus a learned continuation of the observed motion) and
+  generated dropout (docs/training.md, "Φ: the residual base and time features");
 - `vox`: upstream's RotateAudio hyperparameters on VoxCeleb2 (Adam 3e-4 with L2 2e-5, batch 64,
   dropout 0.1, 100 epochs, rate constant for 5 epochs then halved every 5, τ ∈ [32, 96] observed
   and P ∈ [16, 96] predicted frames, 16 kHz audio) with the paper's adversarial term;
@@ -76,8 +78,20 @@ def get_config(arg: str = "synthtalk_tiny") -> ConfigDict:
       use_discriminator_loss=arg != "vox_upstream",  # False = upstream (MSE only)
       # False: no reference clip, a static linear decoder (the evaluation's not-few-shot baseline).
       few_shot=arg != "synthtalk_tiny_static",
-      # "observed_mean" (ours): predict the offset from the mean observed pose; "none" = upstream.
-      residual_base="observed_mean" if tiny else "none",
+      # What the decoder's output is added to (models/head_motion.py): "none" = upstream;
+      # "extrapolation" (ours): the mean observed pose plus a learned continuation of the observed
+      # motion; "observed_mean" (ours): the mean observed pose alone.
+      residual_base="extrapolation" if tiny else "none",
+      # Ours, () = upstream: time features exp(-k/c) of each predicted frame's distance k from the
+      # last observed one, for these c (frames): the extrapolation's time basis.
+      future_time_constants=(4.0, 16.0) if tiny else (),
+      decoder_time_features=False,  # ours: append them to the decoder's audio features too
+      # Ours, 0 = upstream: drop the generated layer's offset of whole training examples.
+      generated_dropout=0.8 if tiny else 0.0,
+      extrapolation_frames=4,  # J observed frames the extrapolation reads …
+      extrapolation_gap=5,  # … ending this many before the last: the 11-tap pose smoothing's half-width
+      extrapolation_order=2,  # their level, velocity and acceleration …
+      extrapolation_unit=16.0,  # … per this many frames
   ))
   # The paper gives no weight for the adversarial term; 0.1 is ours.
   c.loss = ConfigDict(dict(gan_weight=0.1))

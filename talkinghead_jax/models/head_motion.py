@@ -33,6 +33,34 @@ gone; a learned static linear layer (`static_decode`, features → 6) maps every
 audio feature to its pose, whatever the clip. Observed poses are then ignored (the audio of the
 observed frames still enters the audio encoder's temporal convolutions, as in the few-shot net).
 
+Ours, off in upstream's configuration (`synthtalk_tiny` turns on all but `decoder_time_features`;
+docs/training.md, "Φ: the residual base and time features"):
+- `future_time_constants` (c_1 … c_I frames): the time features exp(−k / c_i) of each predicted
+  frame's distance k ≥ 1 from the last observed frame. Upstream's decoder sees the audio feature
+  only, so its output cannot depend on how far a frame lies from what was observed. The
+  "extrapolation" base is built on them; `decoder_time_features` also appends them to each
+  predicted frame's audio features before the decoder (generated or static).
+- `residual_base`: what the decoder's output is added to. "none" (upstream): nothing;
+  "observed_mean": the mean m of the observed poses; "extrapolation": m plus a learned linear
+  continuation of the observed motion. Its inputs are the `extrapolation_frames` J observed
+  poses h that end `extrapolation_gap` g frames before the last one, minus m; a least-squares
+  polynomial of degree `extrapolation_order` n through them gives the motion's level, velocity,
+  acceleration … at the newest of them, d_0 … d_n (derivatives per `extrapolation_unit` u frames,
+  `taylor_features`). Predicted frame k gets Σ_i Σ_o exp(−k/c_i)·A[i, o]·d_o, A a learned I×(n+1)
+  matrix shared by the 6 degrees of freedom, zeros at the start (an untrained net predicts m).
+  Why derivatives rather than the J poses themselves: neighbouring poses are nearly equal, so
+  the least-squares weights on them are large and of alternating sign (hundreds, measured on
+  SynthTalk), out of reach of a short Adam run whose steps are about the learning rate; the same
+  map on the derivatives per u = 16 frames has weights of order one. The gap is the pose
+  smoothing's half-width: in training the last g observed poses are smoothed with future poses
+  in their window, at inference without, so an extrapolation from them would learn to trust
+  information it will not have.
+- `generated_dropout` p: in training, the generated layer's output (the offset from the base) of
+  a whole example is dropped with probability p (and the kept ones scaled by 1/(1 − p), as any
+  dropout), like stochastic depth on a residual branch. On the dropped examples the base alone
+  meets the loss, so it learns to predict well by itself instead of leaving the work to the
+  generated layer, which can learn the training clips by heart.
+
 Differences from upstream kept on purpose: flax's BatchNorm tracks the biased variance
 (torch the unbiased one) in its running statistics; upstream's generator step observed a
 fixed 64 frames whatever τ was drawn (a bug: `rt[:, :64]` in `G_train`), here the drawn τ is used.
@@ -45,8 +73,10 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 POSE_DIM = 6
+RESIDUAL_BASES = ("none", "observed_mean", "extrapolation")
 
 
 def _leaky(x: jax.Array) -> jax.Array:
@@ -67,6 +97,54 @@ def take_future(x: jax.Array, observed_length: jax.Array, count: int) -> jax.Arr
 def length_mask(length: jax.Array, size: int) -> jax.Array:
   """`(B, size)` bool, True for the first `length[b]` positions."""
   return jnp.arange(size)[None, :] < jnp.asarray(length)[:, None]
+
+
+def time_features(count: int, time_constants: Sequence[float]) -> jax.Array:
+  """(count, I): exp(−k / c_i) for the predicted frames' distances k = 1 … count from the last
+  observed frame; near 1 just after it and near 0 far from it, at the rates `time_constants`."""
+  distance = jnp.arange(1, count + 1, dtype=jnp.float32)[:, None]
+  return jnp.exp(-distance / jnp.asarray(time_constants, jnp.float32)[None, :])
+
+
+def observed_tail(x: jax.Array, observed_length: jax.Array, frames: int, gap: int) -> jax.Array:
+  """(B, frames, D): `x[b, τ_b − gap − j]` for j = 1 … frames (nearest first), the observed frames
+  ending `gap` frames before the last one (the caller makes sure τ_b ≥ gap + frames)."""
+  starts = jnp.asarray(observed_length) - gap - frames
+  tail = jax.vmap(lambda row, start: jax.lax.dynamic_slice_in_dim(row, start, frames, axis=0))(x, starts)
+  return tail[:, ::-1]
+
+
+def taylor_features(frames: int, order: int, unit: float) -> np.ndarray:
+  """(order + 1, frames): the map from `frames` samples x_j = h(−j) (j = 0 … frames − 1, newest
+  first) to the coefficients d of the least-squares polynomial Σ_o d_o (t / unit)^o through
+  them: d_0 the level at t = 0, d_1 the velocity per `unit` frames, d_2 half the acceleration …"""
+  if not 0 <= order < frames:
+    raise ValueError(f"a polynomial of degree {order} through {frames} frames: need 0 <= degree < frames")
+  times = -np.arange(frames, dtype=np.float64) / unit
+  return np.linalg.pinv(np.vander(times, order + 1, increasing=True)).astype(np.float32)
+
+
+class MotionExtrapolation(nn.Module):
+  """Ours: a learned linear continuation of the observed motion (module docstring, "extrapolation").
+
+  Takes the observed poses minus their mean (B, T, 6); returns the offsets (B, count, 6) of the
+  predicted frames, Σ_i Σ_o exp(−k/c_i)·A[i, o]·d_o with d the `taylor_features` of the
+  `observed_tail`.
+  """
+
+  time_constants: Sequence[float]
+  frames: int = 4
+  gap: int = 5
+  order: int = 2
+  unit: float = 16.0
+
+  @nn.compact
+  def __call__(self, centred: jax.Array, observed_length: jax.Array, count: int) -> jax.Array:
+    # Zeros: training starts from the observed mean, the best constant guess.
+    coefficients = self.param("coefficients", nn.initializers.zeros, (len(self.time_constants), self.order + 1))
+    tail = observed_tail(centred, observed_length, self.frames, self.gap)
+    derivatives = jnp.einsum("oj,bjd->bod", taylor_features(self.frames, self.order, self.unit), tail)
+    return jnp.einsum("pi,io,bod->bpd", time_features(count, self.time_constants), coefficients, derivatives)
 
 
 class SingleEmb(nn.Module):
@@ -204,8 +282,18 @@ class HeadMotionLearner(nn.Module):
   few_shot: bool = True  # False: the static ablation (module docstring)
   # "none": upstream, the generated map gives the poses themselves; "observed_mean" (ours): it
   # gives the offset from the mean observed pose, so an untrained map already predicts the
-  # clip's average head position and training spends its capacity on the motion.
+  # clip's average head position and training spends its capacity on the motion;
+  # "extrapolation" (ours): the offset from that mean plus a learned continuation of the
+  # observed motion (module docstring).
   residual_base: str = "none"
+  # Ours, () = upstream: time constants (frames) of the predicted frames' time features.
+  future_time_constants: Sequence[float] = ()
+  decoder_time_features: bool = False  # ours: the decoder reads the time features too
+  generated_dropout: float = 0.0  # ours: drop the generated offset of whole examples (training)
+  extrapolation_frames: int = 4  # J, "extrapolation" only
+  extrapolation_gap: int = 5  # g, "extrapolation" only: the pose smoothing's half-width
+  extrapolation_order: int = 2  # n, "extrapolation" only: level, velocity, acceleration
+  extrapolation_unit: float = 16.0  # u frames, "extrapolation" only
 
   @nn.compact
   def __call__(self, audio: jax.Array, pose: jax.Array, observed_length: jax.Array,
@@ -218,14 +306,22 @@ class HeadMotionLearner(nn.Module):
     features = SingleEmb(self.audio_conv_channels, self.audio_hidden, self.audio_features, self.dropout,
                          self.bn_momentum, name="audio_encode")(audio, clip_mask, train)
     future = take_future(features, observed_length, max_predicted)
+    time_constants = tuple(float(c) for c in self.future_time_constants)
+    if self.decoder_time_features:
+      if not time_constants:
+        raise ValueError("decoder_time_features needs future_time_constants")
+      times = time_features(max_predicted, time_constants).astype(future.dtype)
+      future = jnp.concatenate([future, jnp.broadcast_to(times, future.shape[:2] + times.shape[1:])], axis=-1)
     if not self.few_shot:
       predicted = nn.Dense(pose.shape[-1], name="static_decode")(future)
       return predicted, length_mask(predicted_length, max_predicted)
-    if self.residual_base not in ("none", "observed_mean"):
-      raise ValueError(f"residual_base must be 'none' or 'observed_mean', got {self.residual_base!r}")
+    if self.residual_base not in RESIDUAL_BASES:
+      raise ValueError(f"residual_base must be one of {RESIDUAL_BASES}, got {self.residual_base!r}")
+    if self.residual_base == "extrapolation" and not time_constants:
+      raise ValueError("residual_base='extrapolation' needs future_time_constants")
     observed = pose[:, :max_observed]
     base = jnp.zeros_like(observed[:, :1])
-    if self.residual_base == "observed_mean":
+    if self.residual_base != "none":
       observed_mask = length_mask(observed_length, max_observed)[..., None].astype(pose.dtype)
       base = (jnp.sum(observed * observed_mask, axis=1, keepdims=True)
               / jnp.maximum(jnp.sum(observed_mask, axis=1, keepdims=True), 1.0))
@@ -233,16 +329,26 @@ class HeadMotionLearner(nn.Module):
       # than a clip's motion, and left in they make small batches' normalisation statistics
       # swing from batch to batch (training and inference then disagree).
       observed = observed - base
+    if self.residual_base == "extrapolation":
+      base = base + MotionExtrapolation(time_constants, self.extrapolation_frames, self.extrapolation_gap,
+                                        self.extrapolation_order, self.extrapolation_unit,
+                                        name="extrapolate")(observed, observed_length, max_predicted)
     code = TemporalConv_no_LSTM(self.pose_hidden, self.pose_features, self.encoder_channels,
                                 self.encoder_kernel, self.encoder_stride, self.dropout, self.bn_momentum,
                                 name="rt_encode")(observed, features[:, :max_observed], observed_length, train)
-    predicted = L2LDecode(self.audio_features, pose.shape[-1], name="decode")(code, future) + base
+    offset = L2LDecode(future.shape[-1], pose.shape[-1], name="decode")(code, future)
+    # One draw per example (dims 1, 2 broadcast): the whole offset goes or stays.
+    offset = nn.Dropout(self.generated_dropout, broadcast_dims=(1, 2), deterministic=not train)(offset)
+    predicted = offset + base
     return predicted, length_mask(predicted_length, max_predicted)
 
   def min_observed(self) -> int:
-    """The fewest observed frames for which the encoder's two strided convs give an output."""
+    """The fewest observed frames for which the encoder's two strided convs give an output (and,
+    with the "extrapolation" base, that hold its gap and frames)."""
     length = 1
     while int(conv_output_length(conv_output_length(length, self.encoder_kernel, self.encoder_stride),
                                  self.encoder_kernel, self.encoder_stride)) < 1:
       length += 1
+    if self.residual_base == "extrapolation":
+      length = max(length, self.extrapolation_gap + self.extrapolation_frames)
     return length

@@ -68,7 +68,7 @@ def initial_value(scheme: str, collection: str, name: str, shape: Sequence[int],
         return (std * rng.standard_normal(shape)).astype(dtype)
       std = np.sqrt(1.0 / fan_in) / _TRUNCATED_STD
       return (std * _truncated_normal(rng, shape)).astype(dtype)
-    if name == "bias":
+    if name in ("bias", "coefficients"):  # coefficients: Φ's extrapolation matrix, zeros (models/head_motion.py)
       return np.zeros(shape, dtype)
     if name == "scale":
       if scheme == "upstream":

@@ -69,15 +69,21 @@ def test_encoder_needs_13_observed_frames():
   assert int(hm.conv_output_length(13, 5, 2)) == 5 and int(hm.conv_output_length(12, 5, 2)) == 4
 
 
-@pytest.mark.parametrize("train", [False, True])
-def test_masked_window_equals_running_on_exactly_the_valid_frames(train, numpy_variables):
+# Ours: the time features and the extrapolation base (test_head_motion_time.py).
+OURS = dict(residual_base="extrapolation", future_time_constants=(2.0, 8.0), extrapolation_frames=3,
+            extrapolation_gap=2)
+
+
+@pytest.mark.parametrize("train,variant", [(False, {}), (True, {}), (False, OURS), (True, OURS)],
+                         ids=["upstream-eval", "upstream-train", "ours-eval", "ours-train"])
+def test_masked_window_equals_running_on_exactly_the_valid_frames(train, variant, numpy_variables):
   """A padded window with lengths (τ, P) gives what upstream's network gives on τ + P frames."""
   rng = np.random.default_rng(3)
   batch, max_observed, max_predicted, samples = 3, 18, 8, 12
   observed, predicted = 14, 6
   audio = rng.normal(size=(batch, max_observed + max_predicted, 7, samples)).astype(np.float32)
   pose = rng.normal(size=(batch, max_observed + max_predicted, 6)).astype(np.float32)
-  model = hm.HeadMotionLearner(dropout=0.0, **SMALL)
+  model = hm.HeadMotionLearner(dropout=0.0, **SMALL, **variant)
   lengths = (jnp.full((batch,), observed), jnp.full((batch,), predicted))
   # (numpy_variables also gives non-trivial running statistics, so that eval mode tests them.)
   variables = numpy_variables(model, audio, pose, *lengths, max_observed=max_observed, train=False)

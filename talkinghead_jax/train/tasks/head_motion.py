@@ -43,7 +43,13 @@ class HeadMotionTask(Task):
         audio_features=m.audio_features, pose_hidden=m.pose_hidden, pose_features=m.pose_features,
         encoder_channels=m.encoder_channels, encoder_kernel=m.encoder_kernel, encoder_stride=m.encoder_stride,
         dropout=m.dropout, bn_momentum=m.bn_momentum, few_shot=bool(m.get("few_shot", True)),
-        residual_base=str(m.get("residual_base", "none")))
+        residual_base=str(m.get("residual_base", "none")),
+        future_time_constants=tuple(float(c) for c in m.get("future_time_constants", ())),
+        extrapolation_frames=int(m.get("extrapolation_frames", 4)),
+        extrapolation_gap=int(m.get("extrapolation_gap", 5)), extrapolation_order=int(m.get("extrapolation_order", 2)),
+        extrapolation_unit=float(m.get("extrapolation_unit", 16.0)),
+        decoder_time_features=bool(m.get("decoder_time_features", False)),
+        generated_dropout=float(m.get("generated_dropout", 0.0)))
     self.discriminator = DT_Discriminator()
     self.use_discriminator_loss = bool(m.use_discriminator_loss)
     self.gan_weight = float(config.loss.gan_weight)
@@ -53,7 +59,8 @@ class HeadMotionTask(Task):
     low_pred, high_pred = self.predicted_range
     if not self.model.min_observed() <= low_obs <= high_obs:
       raise ConfigError(f"data.observed_frames {self.observed_range}: need "
-                        f"{self.model.min_observed()} <= min <= max (the encoder's strided convs)")
+                        f"{self.model.min_observed()} <= min <= max (the encoder's strided convs; the "
+                        "extrapolation's gap and frames)")
     if not 3 <= low_pred <= high_pred:
       raise ConfigError(f"data.predicted_frames {self.predicted_range}: need 3 <= min <= max "
                         "(the discriminator's std of velocities needs 2 differences)")

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "talkinghead_jax.data.prepare_command",
     "talkinghead_jax.train.command",
     "talkinghead_jax.infer.command",
+    "talkinghead_jax.infer.demo",
     "talkinghead_jax.infer.export_command",
 )
 

@@ -23,7 +23,8 @@ from talkinghead_jax import cli
 
 # Modules that register bench targets when imported. Later issues append to this list.
 TARGET_MODULES: tuple[str, ...] = ("talkinghead_jax.bench.synth", "talkinghead_jax.bench.render",
-                                   "talkinghead_jax.bench.train", "talkinghead_jax.bench.input")
+                                   "talkinghead_jax.bench.train", "talkinghead_jax.bench.input",
+                                   "talkinghead_jax.bench.generate")
 
 _TARGETS: dict[str, tuple[str, cli.ConfigureFn]] = {}
 

@@ -12,10 +12,11 @@ from talkinghead_jax import cli
 from talkinghead_jax.errors import InputError, TalkingHeadError
 
 ALL_METRICS = "ssim,psnr,lpips,lmd,csim,fid"
+DEFAULT_FRAMES_PER_CLIP = 8  # Θ: eval.stage_generator.DEFAULT_FRAMES_PER_CLIP (not imported: --help stays light)
 
 
 @cli.register("evaluate", "Score generated videos against ground truth (SSIM, PSNR, LPIPS, "
-                          "LMD, CSIM, FID), or a trained Ψ/Φ on prepared test clips (--stage).")
+                          "LMD, CSIM, FID), or a trained Ψ/Φ/Θ on prepared test clips (--stage).")
 def _configure_evaluate(parser: argparse.ArgumentParser):
   parser.add_argument("--pred", metavar="DIR|VIDEO",
                       help="generated video, or a folder of them (required without --stage)")
@@ -44,11 +45,12 @@ def _configure_evaluate(parser: argparse.ArgumentParser):
                       help="resample every video to this rate before comparing (default: "
                            "compare every decoded frame)")
   parser.add_argument("--batch-size", type=int, default=16,
-                      help="frames per device batch (with --stage head_motion: windows per batch)")
+                      help="frames per device batch (with --stage head_motion: windows per batch; "
+                           "with --stage generator: samples per Θ batch)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-  stage = parser.add_argument_group("sequence learners (--stage; docs/evaluation.md, \"Ψ and Φ\")")
-  stage.add_argument("--stage", choices=("expression", "head_motion"),
-                     help="evaluate a trained Ψ (expression) or Φ (head_motion) instead of videos")
+  stage = parser.add_argument_group("trained stages (--stage; docs/evaluation.md, \"Ψ and Φ\", \"Θ\")")
+  stage.add_argument("--stage", choices=("expression", "head_motion", "generator"),
+                     help="evaluate a trained Ψ (expression), Φ (head_motion) or Θ (generator) instead of videos")
   stage.add_argument("--checkpoint", metavar="WORKDIR|STEP_DIR",
                      help="the run's workdir (latest checkpoint) or WORKDIR/checkpoints/STEP")
   stage.add_argument("--data-dir", metavar="DIR", help="tfds data directory of `talkinghead prepare`")
@@ -64,6 +66,11 @@ def _configure_evaluate(parser: argparse.ArgumentParser):
                      help="Φ: non-overlapping windows taken from each clip (default 1, as upstream)")
   stage.add_argument("--baseline-checkpoint", metavar="WORKDIR|STEP_DIR",
                      help="Φ: the not-few-shot run (configs/head_motion.py:synthtalk_tiny_static)")
+  stage.add_argument("--frames-per-clip", type=int, metavar="N",
+                     help=f"Θ: target frames per clip, evenly spaced after the reference window "
+                          f"(default {DEFAULT_FRAMES_PER_CLIP})")
+  stage.add_argument("--unprojection-checkpoint", metavar="WORKDIR",
+                     help="Θ: the unprojection net's workdir (default: the run's model.unprojection_checkpoint)")
   stage.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="change the run's data settings for evaluation (repeatable), e.g. "
                           "data.builder_config=sidecar_64")
@@ -72,7 +79,7 @@ def _configure_evaluate(parser: argparse.ArgumentParser):
     if args.stage is not None:
       return _run_stage(args)
     if not args.pred or not args.gt:
-      raise TalkingHeadError("--pred and --gt are required (or --stage to evaluate Ψ or Φ)")
+      raise TalkingHeadError("--pred and --gt are required (or --stage to evaluate Ψ, Φ or Θ)")
     from talkinghead_jax.eval import evaluator
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
@@ -117,13 +124,23 @@ def _write_report(report: dict, path: str) -> None:
 
 
 def _run_stage(args: argparse.Namespace) -> int:
-  """`evaluate --stage expression|head_motion`: a trained Ψ or Φ on prepared test clips."""
+  """`evaluate --stage expression|head_motion|generator`: a trained Ψ, Φ or Θ on prepared test clips."""
   if not args.checkpoint:
     raise TalkingHeadError("--stage needs --checkpoint WORKDIR|STEP_DIR")
-  for name in ("max_clips", "mean_clips", "observed", "predicted", "windows_per_clip"):
+  for name in ("max_clips", "mean_clips", "observed", "predicted", "windows_per_clip", "frames_per_clip",
+               "batch_size"):
     if getattr(args, name) is not None and getattr(args, name) < 1:
       raise TalkingHeadError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-  if args.stage == "expression":
+  if args.stage != "generator" and (args.frames_per_clip is not None or args.unprojection_checkpoint):
+    raise TalkingHeadError("--frames-per-clip and --unprojection-checkpoint are for --stage generator")
+  if args.stage == "generator":
+    from talkinghead_jax.eval import stage_generator as stage_eval
+
+    report = stage_eval.evaluate_checkpoint(
+        args.checkpoint, data_dir=args.data_dir, split=args.split,
+        frames_per_clip=args.frames_per_clip or DEFAULT_FRAMES_PER_CLIP, max_clips=args.max_clips,
+        batch_size=args.batch_size, unprojection_checkpoint=args.unprojection_checkpoint, overrides=args.overrides)
+  elif args.stage == "expression":
     from talkinghead_jax.eval import stage_expression as stage_eval
 
     report = stage_eval.evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, split=args.split,

@@ -23,7 +23,7 @@ SMALL = ("model.n_downsample=2", "model.n_downsample_A=1", "model.n_adaptive_lay
 def test_sharded_step_equals_single_device_step(tmp_path):
   """Both groups, soft rendering from the frozen unprojection net (16 px: its input resized), DIS
   flow supervision; Θ's, D's and the frozen net's kernels split over fsdp. (The D step reuses the
-  G step's fakes here, one Θ forward fewer to compile; the resume test below runs the default.)"""
+  G step's fakes here, one Θ forward fewer to compile; the resume test below regenerates them.)"""
   unprojection = write_unprojection_checkpoint(tmp_path / "unprojection", size=16)
   # Adam's first update is lr·g/(|g| + eps): with the default eps it is lr·sign(g), which flips for
   # gradients that are zero up to rounding; a large eps makes the update linear in g, so the
@@ -109,12 +109,12 @@ class _FastCompilingJax:
 
 
 def test_sigterm_then_resume_ends_with_the_state_of_an_uninterrupted_run(tmp_path):
-  """Θ (Table 3's baseline, the smallest variant, with the VGG loss and the default regenerated
+  """Θ (Table 3's baseline, the smallest variant, with the VGG loss and upstream's regenerated
   fakes) trained TOTAL steps by the shared loop on mesh data=2: interrupted by SIGTERM and
   resumed, and uninterrupted with images. (One test, not a fixture shared by several: under
   pytest-xdist each worker would train its own copy.) The resumed and uninterrupted runs
   compile no step: JAX's compilation cache (tests/train/conftest.py) holds it."""
-  run = (*SMALL, f"total_steps={TOTAL}", "mesh.data=2")
+  run = (*SMALL, f"total_steps={TOTAL}", "mesh.data=2", "loss.d_fakes=regenerate")  # synthtalk_tiny reuses them
   config = generator_config(*run, variant=VARIANT)
   task = tasks.get_task(config)
   make_input = task.make_input

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees half a file, and a failed write leaves none.
+"""Atomic file writes (a reader never sees half a file, and a failed write leaves none), and the
+.npz layout of nested variable trees (one array per leaf, named by its "a/b/c" path).
 
 Like errors.py, a foundation module that every package may import.
 """
@@ -9,7 +10,7 @@ import contextlib
 import os
 import pathlib
 import uuid
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -43,3 +44,27 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> pathlib.Path:
     np.savez(stream, **arrays)
   return path
 
+
+
+def flatten_tree(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """A nested dict → {"a/b/c": leaf}, the names `write_npz` stores variable trees under."""
+  flat: dict[str, Any] = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, Mapping):
+      flat.update(flatten_tree(value, name + "/"))
+    else:
+      flat[name] = value
+  return flat
+
+
+def unflatten_tree(flat: Mapping[str, Any]) -> dict[str, Any]:
+  """The inverse of `flatten_tree`: {"a/b/c": leaf} → a nested dict."""
+  tree: dict[str, Any] = {}
+  for name, value in flat.items():
+    *parents, leaf = name.split("/")
+    node = tree
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[leaf] = value
+  return tree

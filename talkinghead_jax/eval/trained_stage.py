@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import ml_collections
 import numpy as np
 
-from talkinghead_jax.errors import InputError, TalkingHeadError
+from talkinghead_jax.errors import ConfigError, InputError, TalkingHeadError
 
 
 @dataclasses.dataclass
@@ -45,10 +45,33 @@ def locate_checkpoint(path: str | pathlib.Path) -> tuple[pathlib.Path, int | Non
                          "directory (<workdir>/checkpoints/<step>)")
 
 
-def load_trained_stage(path: str | pathlib.Path, stage: str | None = None) -> TrainedStage:
-  """Loads a checkpoint of a run; `stage` (if given) must be the run's `config.stage`."""
+# The training group that holds each stage's inference network (Θ's discriminator is not needed).
+MODEL_GROUP = {"expression": "model", "head_motion": "model", "unprojection": "model", "generator": "generator"}
+
+
+@dataclasses.dataclass
+class RunCheckpoint:
+  """One checkpoint of a run as saved: every group's params and every collection."""
+
+  config: ml_collections.ConfigDict
+  params: dict[str, Any]
+  collections: dict[str, Any]
+  step: int
+  workdir: pathlib.Path
+
+  def model_variables(self) -> dict[str, Any]:
+    """{"params": the stage's network, **its collections}: a multi-group task (Θ) keeps each
+    group's collections under the group's name, one-group tasks keep them at the top level."""
+    group = MODEL_GROUP.get(str(self.config.get("stage")), "model")
+    if group == "model":
+      return {"params": self.params[group], **self.collections}
+    return {"params": self.params[group], **dict(self.collections.get(group) or {})}
+
+
+def read_run(path: str | pathlib.Path, stage: str | None = None) -> RunCheckpoint:
+  """A run's checkpoint and resolved config; `stage` (if given) must be the run's `config.stage`."""
   from talkinghead_jax import config as config_lib  # noqa: PLC0415
-  from talkinghead_jax.train import loop, tasks  # noqa: PLC0415
+  from talkinghead_jax.train import loop  # noqa: PLC0415
 
   workdir, step = locate_checkpoint(path)
   checkpoint = loop.load_checkpoint(workdir, step)
@@ -57,20 +80,22 @@ def load_trained_stage(path: str | pathlib.Path, stage: str | None = None) -> Tr
   else:  # the checkpoint carries the config too
     config = ml_collections.ConfigDict(checkpoint["config"])
   if stage is not None and config.get("stage") != stage:
-    raise TalkingHeadError(f"{workdir}: the run trained stage {config.get('stage')!r}, not {stage!r}")
-  task = tasks.get_task(config)
+    raise ConfigError(f"{workdir}: the run trained stage {config.get('stage')!r}, not {stage!r}")
   params = checkpoint["params"]
-  # Θ's network is its `generator` group (not the discriminator); the other stages have one group.
-  group = "generator" if config.get("stage") == "generator" else "model"
+  group = MODEL_GROUP.get(str(config.get("stage")), "model")
   if group not in params:
     raise InputError(workdir, f"checkpoint has no {group!r} parameters (groups: {sorted(params)})")
-  collections = dict(checkpoint.get("collections") or {})
-  if group == "model":
-    variables = {"params": params["model"], **collections}
-  else:  # a multi-group task keeps each group's collections under the group's name
-    variables = {"params": params[group], **dict(collections.get(group) or {})}
-  return TrainedStage(config=config, task=task, variables=variables, step=int(checkpoint["step"]),
-                      workdir=workdir)
+  return RunCheckpoint(config=config, params=params, collections=dict(checkpoint.get("collections") or {}),
+                       step=int(checkpoint["step"]), workdir=workdir)
+
+
+def load_trained_stage(path: str | pathlib.Path, stage: str | None = None) -> TrainedStage:
+  """Loads a checkpoint of a run; `stage` (if given) must be the run's `config.stage`."""
+  from talkinghead_jax.train import tasks  # noqa: PLC0415
+
+  run = read_run(path, stage)
+  return TrainedStage(config=run.config, task=tasks.get_task(run.config), variables=run.model_variables(),
+                      step=run.step, workdir=run.workdir)
 
 
 def evaluation_config(config: ml_collections.ConfigDict, data_dir: str | None = None,

@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 
 from talkinghead_jax.errors import ConfigError, InputError
-from talkinghead_jax.fileio import atomic_write_path, write_npz
+from talkinghead_jax.fileio import atomic_write_path, flatten_tree, unflatten_tree, write_npz
 from talkinghead_jax.geometry import pca as pca_lib
 
 STAGES = ("expression", "head_motion", "unprojection", "generator")
@@ -48,8 +48,6 @@ DATASET = "dataset.npz"
 PCA_FILE = "landmark_pca.npz"
 CONFIG_FILE = "config.json"
 VARIABLES_FILE = "variables.npz"
-# The training group that holds each stage's inference network.
-MODEL_GROUP = {"expression": "model", "head_motion": "model", "unprojection": "model", "generator": "generator"}
 # host_init's scheme for each stage's fresh weights (the models' own initialisers).
 INIT_SCHEME = {"expression": "flax", "head_motion": "flax", "unprojection": "flax", "generator": "upstream"}
 BUNDLED_NAME = "synthtalk_tiny"
@@ -101,38 +99,9 @@ class CheckpointSet:
 # --- Variables as flat arrays --------------------------------------------------------------------
 
 
-def flatten_variables(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
-  """A nested dict of arrays → {"a/b/c": numpy array}."""
-  flat = {}
-  for key, value in tree.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, Mapping):
-      flat.update(flatten_variables(value, name + "/"))
-    else:
-      flat[name] = np.asarray(value)
-  return flat
-
-
-def unflatten_variables(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  tree: dict[str, Any] = {}
-  for name, value in flat.items():
-    *parents, leaf = name.split("/")
-    node = tree
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return tree
-
-
-def _shapes(tree: Mapping[str, Any], prefix: str = "") -> dict[str, tuple[int, ...]]:
+def _shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
   """{"a/b/c": shape} of a nested dict of arrays or `jax.ShapeDtypeStruct`s."""
-  shapes = {}
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      shapes.update(_shapes(value, f"{prefix}{key}/"))
-    else:
-      shapes[f"{prefix}{key}"] = tuple(int(n) for n in value.shape)
-  return shapes
+  return {name: tuple(int(n) for n in leaf.shape) for name, leaf in flatten_tree(tree).items()}
 
 
 # --- Building the tasks --------------------------------------------------------------------------
@@ -203,47 +172,8 @@ def _attach_unprojection(generator_task, unprojection: StageWeights | None) -> N
 # --- Export --------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class _Run:
-  config: ml_collections.ConfigDict
-  params: dict[str, Any]
-  collections: dict[str, Any]
-  step: int
-  workdir: pathlib.Path
-
-
-def _read_run(path: str | os.PathLike, stage: str) -> _Run:
-  """A run's checkpoint (latest, or the step directory given) and resolved config."""
-  from talkinghead_jax import config as config_lib  # noqa: PLC0415
-  from talkinghead_jax.eval import trained_stage  # noqa: PLC0415
-  from talkinghead_jax.train import loop  # noqa: PLC0415
-
-  workdir, step = trained_stage.locate_checkpoint(path)
-  checkpoint = loop.load_checkpoint(workdir, step)
-  if (workdir / config_lib.RESOLVED_NAME).is_file():
-    config = config_lib.load_resolved(workdir)
-  else:  # the checkpoint carries the config too
-    config = ml_collections.ConfigDict(checkpoint["config"])
-  if config.get("stage") != stage:
-    raise ConfigError(f"{workdir}: the run trained stage {config.get('stage')!r}, not {stage!r}")
-  group = MODEL_GROUP[stage]
-  params = checkpoint["params"]
-  if group not in params:
-    raise InputError(workdir, f"checkpoint has no {group!r} parameters (groups: {sorted(params)})")
-  return _Run(config=config, params=params, collections=dict(checkpoint.get("collections") or {}),
-              step=int(checkpoint["step"]), workdir=workdir)
-
-
-def _stage_variables(stage: str, run: _Run) -> dict[str, Any]:
-  group = MODEL_GROUP[stage]
-  if stage == "generator":
-    return {"params": run.params[group], **dict(run.collections.get(group) or {})}
-  # One-group tasks keep their model's collections (batch_stats) at the top level.
-  return {"params": run.params[group], **{name: value for name, value in run.collections.items()}}
-
-
 def _same_tree(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-  flat_a, flat_b = flatten_variables(a), flatten_variables(b)
+  flat_a, flat_b = flatten_tree(a), flatten_tree(b)
   return flat_a.keys() == flat_b.keys() and all(np.array_equal(flat_a[k], flat_b[k]) for k in flat_a)
 
 
@@ -260,7 +190,7 @@ def _write_stage(folder: pathlib.Path, config: ml_collections.ConfigDict, variab
 
   folder.mkdir(parents=True, exist_ok=True)
   (folder / CONFIG_FILE).write_text(config_lib.to_json(config) + "\n")
-  write_npz(folder / VARIABLES_FILE, flatten_variables(variables))
+  write_npz(folder / VARIABLES_FILE, flatten_tree(variables))
 
 
 def save_checkpoint_set(checkpoints: CheckpointSet, out_dir: str | os.PathLike, *, sources: Mapping[str, str] = {},
@@ -332,8 +262,9 @@ def export_checkpoint_set(out_dir: str | os.PathLike, *, expression, head_motion
   """
   from talkinghead_jax.eval import stage_head_motion, trained_stage  # noqa: PLC0415
 
-  runs = {"expression": _read_run(expression, "expression"), "head_motion": _read_run(head_motion, "head_motion"),
-          "generator": _read_run(generator, "generator")}
+  runs = {"expression": trained_stage.read_run(expression, "expression"),
+          "head_motion": trained_stage.read_run(head_motion, "head_motion"),
+          "generator": trained_stage.read_run(generator, "generator")}
   g_config = runs["generator"].config
   use_3d = bool(g_config.model.get("use_3d", True))
   if use_3d:
@@ -343,9 +274,9 @@ def export_checkpoint_set(out_dir: str | os.PathLike, *, expression, head_motion
                         "pass --unprojection RUN")
     if not pathlib.Path(source).exists():
       raise InputError(source, "Θ's unprojection run is not here; pass --unprojection RUN")
-    runs["unprojection"] = _read_run(source, "unprojection")
+    runs["unprojection"] = trained_stage.read_run(source, "unprojection")
     frozen = runs["generator"].collections.get("unprojection")
-    if frozen is not None and not _same_tree(frozen, _stage_variables("unprojection", runs["unprojection"])):
+    if frozen is not None and not _same_tree(frozen, runs["unprojection"].model_variables()):
       raise ConfigError(f"{runs['unprojection'].workdir}: not the unprojection net Θ trained with "
                         f"({runs['generator'].workdir} holds other weights)")
   overrides = [f"data.builder_config={builder_config}"] if builder_config else []
@@ -363,7 +294,7 @@ def export_checkpoint_set(out_dir: str | os.PathLike, *, expression, head_motion
   weights = {}
   for stage, run in runs.items():
     weights[stage] = StageWeights(config=run.config, task=_task(stage, run.config),
-                                  variables=_stage_variables(stage, run), step=run.step)
+                                  variables=run.model_variables(), step=run.step)
     _check_variables(stage, weights[stage], run.workdir)
   checkpoints = CheckpointSet(
       path=None, expression=weights["expression"], head_motion=weights["head_motion"],
@@ -477,7 +408,7 @@ def _stage_from_folder(root: pathlib.Path, stage: str, step: int) -> StageWeight
     task = _task(stage, config)
   except (ConfigError, ValueError, KeyError, AttributeError, TypeError) as error:
     raise ConfigError(f"{folder / CONFIG_FILE}: {error}") from error
-  variables = unflatten_variables(_read_npz(folder / VARIABLES_FILE))
+  variables = unflatten_tree(_read_npz(folder / VARIABLES_FILE))
   return StageWeights(config=config, task=task, variables=variables, step=step)
 
 

@@ -1,7 +1,9 @@
-"""Atomic writes: all or nothing."""
+"""Atomic writes: all or nothing; the .npz names of variable trees."""
 
+import numpy as np
 import pytest
 
+from talkinghead_jax import fileio
 from talkinghead_jax.fileio import atomic_write_path
 
 
@@ -24,3 +26,16 @@ def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
       raise RuntimeError("writer failed")
   assert target.read_text() == "old"
   assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+
+def test_variable_trees_flatten_to_slash_names_and_back():
+  kernel, bias, mean = np.ones((2, 3)), np.zeros(3), np.arange(3)
+  tree = {"params": {"conv": {"kernel": kernel, "bias": bias}}, "batch_stats": {"mean": mean}}
+  flat = fileio.flatten_tree(tree)
+  assert flat.keys() == {"params/conv/kernel", "params/conv/bias", "batch_stats/mean"}
+  assert flat["params/conv/kernel"] is kernel and flat["batch_stats/mean"] is mean
+  rebuilt = fileio.unflatten_tree(flat)
+  assert rebuilt.keys() == {"params", "batch_stats"} and rebuilt["params"].keys() == {"conv"}
+  assert rebuilt["params"]["conv"]["bias"] is bias and rebuilt["batch_stats"]["mean"] is mean
+  assert fileio.flatten_tree(rebuilt) == flat

@@ -16,7 +16,7 @@ from talkinghead_jax.data import crop
 from talkinghead_jax.errors import ConfigError, InputError
 from talkinghead_jax.eval import trained_stage
 from talkinghead_jax.infer import checkpoint_set
-from talkinghead_jax.infer.checkpoint_set import flatten_variables
+from talkinghead_jax.fileio import flatten_tree
 
 
 def test_fresh_set_fits_together():
@@ -109,7 +109,7 @@ def test_export_then_load_gives_the_runs_variables(tmp_path, prepared_data, caps
   assert "K = 2" in capsys.readouterr().out
   loaded = checkpoint_set.load_checkpoint_set(out)
   for stage in checkpoint_set.STAGES:
-    want, got = flatten_variables(checkpoints.stage(stage).variables), flatten_variables(loaded.stage(stage).variables)
+    want, got = flatten_tree(checkpoints.stage(stage).variables), flatten_tree(loaded.stage(stage).variables)
     assert want.keys() == got.keys(), stage
     for name in want:
       np.testing.assert_array_equal(got[name], want[name], err_msg=f"{stage} {name}")

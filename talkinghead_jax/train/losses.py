@@ -122,10 +122,16 @@ def flow_loss(flow: jax.Array, flow_gt: jax.Array, confidence: jax.Array,
   return weight * masked_l1(flow, jax.lax.stop_gradient(flow_gt), jax.lax.stop_gradient(confidence))
 
 
+def l1_loss(prediction: jax.Array, target: jax.Array, weight: float = 1.0) -> jax.Array:
+  """λ · mean|prediction − target|: upstream's optional image L1 (`face_l1`, 0 by default) on
+  the final image; `config.loss.l1`."""
+  return weight * jnp.mean(jnp.abs(prediction - target))
+
+
 def warp_loss(warped: jax.Array, target: jax.Array, weight: float = LAMBDA_FLOW) -> jax.Array:
   """λ · mean|warped source − target| (upstream's F_Warp; for the rendered face the target
   is the cropped one, `models.aware3d.crop_to_render`)."""
-  return weight * jnp.mean(jnp.abs(warped - target))
+  return l1_loss(warped, target, weight)
 
 
 def weight_map_loss(weight_map: jax.Array, warped: jax.Array, target: jax.Array,

@@ -38,7 +38,8 @@ FAST_COMPILE_FLAGS = ("--xla_cpu_use_fusion_emitters=false --xla_backend_optimiz
                       "--xla_llvm_disable_expensive_passes=true")
 
 
-def generator_config(*overrides, variant="synthtalk_tiny"):
+def generator_config(*overrides, variant="synthtalk_tiny,nonlinear"):
+  """A tiny test config; by default the paper's Θ (non-linear composition)."""
   return config_lib.load(str(REPO / f"configs/generator.py:{variant}"), [*GENERATOR_TEST_OVERRIDES, *overrides])
 
 

@@ -85,6 +85,8 @@ def test_flow_warp_and_weight_losses_match_numpy():
   target = RNG.uniform(-1, 1, (2, 6, 5, 3)).astype(np.float32)
   np.testing.assert_allclose(float(losses.warp_loss(jnp.asarray(warped), jnp.asarray(target))),
                              10 * np.mean(np.abs(warped - target)), rtol=1e-5)
+  np.testing.assert_allclose(float(losses.l1_loss(jnp.asarray(warped), jnp.asarray(target), weight=3.0)),
+                             3 * np.mean(np.abs(warped - target)), rtol=1e-5)
 
   weight_map = RNG.uniform(size=(2, 6, 5, 1)).astype(np.float32)
   conf = np.clip(1 - np.sum(np.abs(warped - target), -1, keepdims=True), 0, 1)

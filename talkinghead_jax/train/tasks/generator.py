@@ -155,7 +155,7 @@ class GeneratorTask(Task):
         faces_per_pixel=int(r.faces_per_pixel), grid_stride=int(r.grid_stride), tile_size=int(r.tile_size),
         tile_capacity=int(r.tile_capacity), warn_on_overflow=bool(r.warn_on_overflow), draw_landmarks=False)
     w = config.loss
-    self.weights = {name: float(w[name]) for name in ("gan", "feat", "vgg", "flow", "warp")}
+    self.weights = {name: float(w.get(name, 0.0)) for name in ("gan", "feat", "vgg", "flow", "warp", "l1")}
     self.unprojection_checkpoint = str(m.get("unprojection_checkpoint", ""))
     if self.use_3d and self.position_source == "unprojection" and not self.unprojection_checkpoint:
       raise ConfigError("model.position_source='unprojection' needs model.unprojection_checkpoint (the workdir of "
@@ -318,6 +318,9 @@ class GeneratorTask(Task):
         vgg = w["vgg"] * sum(losses.perceptual_loss_from_features(f, vgg_features[0]) for f in vgg_features[1:])
         metrics["vgg"] = vgg
         loss = loss + vgg
+      if w["l1"] > 0:
+        metrics["l1"] = losses.l1_loss(out["image"], target, weight=w["l1"])
+        loss = loss + metrics["l1"]
       if self.flow_gt:
         flow = losses.flow_loss(out["flows"]["ref"], batch[schema.FLOW_REF],
                                 batch[schema.FLOW_REF_CONFIDENCE][..., 0], weight=w["flow"])

@@ -8,7 +8,7 @@
 # the four runs as one checkpoint set into SET_DIR (default: the package's assets/synthtalk_tiny)
 # and checks that the set stays within MAX_MB (30) megabytes.
 # Rerunning resumes: a finished set, prepared data and finished runs are reused. Wrap it in
-# `nice -n 10` on a shared machine; on a 2-core CPU Θ takes most of the time (about 20 minutes).
+# `nice -n 10` on a shared machine; on a 2-core CPU Ψ, Φ and Θ take most of the time (Θ about 14 minutes alone).
 set -euo pipefail
 out="${1:?usage: $0 OUT [SET_DIR]}"
 set_dir="${2:-$(cd "$(dirname "$0")/.." && pwd)/talkinghead_jax/assets/synthtalk_tiny}"

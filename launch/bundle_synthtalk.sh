@@ -13,12 +13,7 @@ set -euo pipefail
 out="${1:?usage: $0 OUT [SET_DIR]}"
 set_dir="${2:-$(cd "$(dirname "$0")/.." && pwd)/talkinghead_jax/assets/synthtalk_tiny}"
 max_mb="${MAX_MB:-30}"
-mkdir -p "$out"
-if [[ ! -f "$out/synthtalk/synthtalk.json" ]]; then
-  talkinghead synth --out "$out/synthtalk" --identities 20 --clips-per-identity 4 --seconds 4 --size 64 --seed 0
-fi
-talkinghead prepare --dataset synthtalk --manual-dir "$out/synthtalk" --data-dir "$out/prepared" \
-    --detector sidecar --size 64 --audio-rates 4000,5000,16000 --workers 2
+bash "$(dirname "$0")/synthtalk_set.sh" "$out"
 data=(--set "data.data_dir=$out/prepared" --set data.builder_config=sidecar_64 --set data.samples_per_clip=4)
 talkinghead train --config configs/expression.py:synthtalk_tiny --workdir "$out/runs/expression" "${data[@]}"
 talkinghead train --config configs/head_motion.py:synthtalk_tiny --workdir "$out/runs/head_motion" "${data[@]}"

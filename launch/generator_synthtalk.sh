@@ -18,11 +18,7 @@ theta_steps="${THETA_STEPS:-1500}"
 mkdir -p "$out/logs"
 if [[ -z "$data" ]]; then
   data="$out/prepared"
-  if [[ ! -f "$out/synthtalk/synthtalk.json" ]]; then
-    talkinghead synth --out "$out/synthtalk" --identities 20 --clips-per-identity 4 --seconds 4 --size 64 --seed 0
-  fi
-  talkinghead prepare --dataset synthtalk --manual-dir "$out/synthtalk" --data-dir "$data" \
-      --detector sidecar --size 64 --audio-rates 4000,5000,16000 --workers 2
+  bash "$(dirname "$0")/synthtalk_set.sh" "$out"
 fi
 start=$SECONDS
 { time talkinghead train --config configs/unprojection.py:synthtalk_tiny --workdir "$out/runs/unprojection" \

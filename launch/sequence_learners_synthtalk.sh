@@ -7,12 +7,7 @@
 # Rerunning resumes: finished data and finished runs are reused.
 set -euo pipefail
 out="${1:?usage: $0 OUT}"
-mkdir -p "$out"
-if [[ ! -f "$out/synthtalk/synthtalk.json" ]]; then
-  talkinghead synth --out "$out/synthtalk" --identities 20 --clips-per-identity 4 --seconds 4 --size 64 --seed 0
-fi
-talkinghead prepare --dataset synthtalk --manual-dir "$out/synthtalk" --data-dir "$out/prepared" \
-    --detector sidecar --size 64 --audio-rates 4000,5000,16000 --workers 2
+bash "$(dirname "$0")/synthtalk_set.sh" "$out"
 data=(--set "data.data_dir=$out/prepared" --set data.samples_per_clip=4)
 talkinghead train --config configs/expression.py:synthtalk_tiny --workdir "$out/runs/expression" "${data[@]}"
 talkinghead train --config configs/head_motion.py:synthtalk_tiny --workdir "$out/runs/head_motion" "${data[@]}"

@@ -7,6 +7,7 @@ Like errors.py, a foundation module that every package may import.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pathlib
 import uuid
@@ -68,3 +69,9 @@ def unflatten_tree(flat: Mapping[str, Any]) -> dict[str, Any]:
       node = node.setdefault(part, {})
     node[leaf] = value
   return tree
+
+
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+  """The hex digest (hashlib's `algorithm`, e.g. "sha256") of a file's bytes, read in blocks."""
+  with open(path, "rb") as stream:
+    return hashlib.file_digest(stream, algorithm).hexdigest()

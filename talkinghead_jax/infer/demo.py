@@ -30,8 +30,8 @@ import time
 from typing import Any, Mapping, TextIO
 
 from talkinghead_jax import cli
+from talkinghead_jax.data.schema import STAGES
 
-STAGES = ("expression", "head_motion", "unprojection", "generator")
 AUDIO_RATES = (4000, 5000, 16000)  # Φ's tiny 4 kHz, Ψ's tiny 5 kHz, the 16 kHz of the vox configs
 REPORT_NAME = "report.json"
 # --quick: a handful of steps per stage, so compiling dominates: compile fast, run slower.

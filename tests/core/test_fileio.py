@@ -1,4 +1,6 @@
-"""Atomic writes: all or nothing; the .npz names of variable trees."""
+"""Atomic writes: all or nothing; the .npz names of variable trees; file digests."""
+
+import hashlib
 
 import numpy as np
 import pytest
@@ -39,3 +41,11 @@ def test_variable_trees_flatten_to_slash_names_and_back():
   assert rebuilt.keys() == {"params", "batch_stats"} and rebuilt["params"].keys() == {"conv"}
   assert rebuilt["params"]["conv"]["bias"] is bias and rebuilt["batch_stats"]["mean"] is mean
   assert fileio.flatten_tree(rebuilt) == flat
+
+
+def test_file_digest_equals_hashlib_on_the_whole_bytes(tmp_path):
+  data = np.random.default_rng(0).bytes(3 * (1 << 20) + 17)  # several read blocks and a remainder
+  path = tmp_path / "blob.bin"
+  path.write_bytes(data)
+  assert fileio.file_digest(path, "sha256") == hashlib.sha256(data).hexdigest()
+  assert fileio.file_digest(str(path), "sha1") == hashlib.sha1(data).hexdigest()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import infer_motion_testdata as testdata
-from talkinghead_jax import cli
+from talkinghead_jax import cli, fileio
 from talkinghead_jax import config as config_lib
 from talkinghead_jax.data import crop
 from talkinghead_jax.errors import ConfigError, InputError
@@ -155,10 +155,20 @@ def test_export_refuses_an_unprojection_net_theta_did_not_train_with(tmp_path, p
   assert not (tmp_path / "set").exists()
 
 
+def _edit_config(root: pathlib.Path, stage: str, **sections):
+  """Sets fields of a stage's config.json in place (`model={"ngf": 16}`), then re-checksums."""
+  path = root / stage / "config.json"
+  config = json.loads(path.read_text())
+  for section, fields in sections.items():
+    config[section].update(fields)
+  path.write_text(json.dumps(config))
+  _resave(root)
+
+
 def _resave(root: pathlib.Path):
   """Rewrites manifest.json's checksums after an edit (as a careless tool would)."""
   manifest = json.loads((root / "manifest.json").read_text())
-  manifest["sha256"] = {name: checkpoint_set._sha256(root / name) for name in manifest["sha256"]}
+  manifest["sha256"] = {name: fileio.file_digest(root / name, "sha256") for name in manifest["sha256"]}
   (root / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -179,13 +189,7 @@ def test_load_errors_name_the_file(tmp_path, monkeypatch):
     checkpoint_set.load_checkpoint_set(root)
 
   # Ψ predicting another number of coefficients than the set's PCA has.
-  def fewer_coefficients(root):
-    config = json.loads((root / "expression/config.json").read_text())
-    config["model"]["num_coeffs"] = 12
-    (root / "expression/config.json").write_text(json.dumps(config))
-    _resave(root)
-
-  root = broken("coefficients", fewer_coefficients)
+  root = broken("coefficients", lambda r: _edit_config(r, "expression", model={"num_coeffs": 12}))
   with pytest.raises(ConfigError, match=rf"{root}/expression/config.json: Ψ predicts 12 PCA coefficients"):
     checkpoint_set.load_checkpoint_set(root)
   small_pca = checkpoint_set.synthtalk_face_statistics(64, identities=2, expressions=8, components=12)[1]
@@ -196,26 +200,14 @@ def test_load_errors_name_the_file(tmp_path, monkeypatch):
     checkpoint_set.load_checkpoint_set(root)
 
   # Θ's config edited to a wider network than its variables.
-  def wider(root):
-    config = json.loads((root / "generator/config.json").read_text())
-    config["model"]["ngf"] = 16
-    (root / "generator/config.json").write_text(json.dumps(config))
-    _resave(root)
-
   with pytest.raises(ConfigError, match=r"wider/generator/variables.npz: the variables do not fit .* is \(.*, "
                                         r"the config builds \("):
-    checkpoint_set.load_checkpoint_set(broken("wider", wider))
+    checkpoint_set.load_checkpoint_set(broken("wider", lambda r: _edit_config(r, "generator", model={"ngf": 16})))
 
-  # Φ at another frame rate.
-  def other_fps(root):
-    config = json.loads((root / "head_motion/config.json").read_text())
-    config["data"]["fps"] = 20
-    config["data"]["sample_rate"] = 3200  # the same samples per frame: the same network
-    (root / "head_motion/config.json").write_text(json.dumps(config))
-    _resave(root)
-
+  # Φ at another frame rate (3200 Hz keeps the samples per frame: the same network).
+  other_fps = broken("fps", lambda r: _edit_config(r, "head_motion", data={"fps": 20, "sample_rate": 3200}))
   with pytest.raises(ConfigError, match=r"fps/head_motion/config.json: trained at 20 fps"):
-    checkpoint_set.load_checkpoint_set(broken("fps", other_fps))
+    checkpoint_set.load_checkpoint_set(other_fps)
 
   # No bundled set in this checkout: one line that says what to pass.
   monkeypatch.setattr(checkpoint_set, "bundled_path", lambda: tmp_path / "assets/synthtalk_tiny")

@@ -7,20 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from head_motion_testdata import SMALL, random_audio_and_pose
 from talkinghead_jax import config as config_lib
 from talkinghead_jax.models import head_motion as hm
 from talkinghead_jax.train import tasks
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SMALL = dict(audio_hidden=16, audio_features=8, pose_hidden=8, pose_features=8, encoder_channels=16, dropout=0.0)
 OBSERVED, PREDICTED, SAMPLES = 14, 5, 12
 
 
 def _inputs(seed=0, batch=3):
-  rng = np.random.default_rng(seed)
-  frames = OBSERVED + PREDICTED
-  audio = rng.normal(size=(batch, frames, 7, SAMPLES)).astype(np.float32)
-  pose = rng.normal(size=(batch, frames, 6)).astype(np.float32)
+  audio, pose = random_audio_and_pose(OBSERVED + PREDICTED, SAMPLES, seed, batch)
   return jnp.asarray(audio), jnp.asarray(pose), jnp.full((batch,), OBSERVED), jnp.full((batch,), PREDICTED)
 
 

@@ -6,20 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from head_motion_testdata import SMALL, random_audio_and_pose
 from talkinghead_jax.models import head_motion as hm
 
-SMALL = dict(audio_hidden=16, audio_features=8, pose_hidden=8, pose_features=8, encoder_channels=16, dropout=0.0)
 OURS = dict(residual_base="extrapolation", future_time_constants=(2.0, 8.0), extrapolation_frames=3,
             extrapolation_gap=2, decoder_time_features=True)
 MAX_OBSERVED, MAX_PREDICTED, SAMPLES = 16, 6, 12
 
 
 def _inputs(seed=0, batch=2):
-  rng = np.random.default_rng(seed)
-  frames = MAX_OBSERVED + MAX_PREDICTED
-  audio = rng.normal(size=(batch, frames, 7, SAMPLES)).astype(np.float32)
-  pose = rng.normal(size=(batch, frames, 6)).astype(np.float32)
-  return audio, pose
+  return random_audio_and_pose(MAX_OBSERVED + MAX_PREDICTED, SAMPLES, seed, batch)
 
 
 def test_time_features_equal_numpy():

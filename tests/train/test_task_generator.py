@@ -129,7 +129,8 @@ def test_variant_names_compose_a_base_and_switches():
   for base in ("vox_k8", "synthtalk_tiny,nonlinear"):
     reference = config_lib.load(str(REPO / f"configs/generator.py:{base}")).to_dict()
     for ablation in ABLATIONS:
-      for name in (f"{base}_{ablation}" if base == "vox_k8" else f"{base},{ablation}", f"{base},{ablation}"):
+      # The underscore form names a base and one switch (parse_variant's equivalence is tested above).
+      for name in [f"{base},{ablation}"] + ([f"{base}_{ablation}"] if base == "vox_k8" else []):
         config = config_lib.load(str(REPO / f"configs/generator.py:{name}")).to_dict()
         changed = {key for key in reference["model"] if config["model"][key] != reference["model"][key]}
         if ablation.startswith("k"):

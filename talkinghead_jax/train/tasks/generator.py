@@ -155,7 +155,8 @@ class GeneratorTask(Task):
         faces_per_pixel=int(r.faces_per_pixel), grid_stride=int(r.grid_stride), tile_size=int(r.tile_size),
         tile_capacity=int(r.tile_capacity), warn_on_overflow=bool(r.warn_on_overflow), draw_landmarks=False)
     w = config.loss
-    self.weights = {name: float(w.get(name, 0.0)) for name in ("gan", "feat", "vgg", "flow", "warp", "l1")}
+    self.weights = {name: float(w[name]) for name in ("gan", "feat", "vgg", "flow", "warp")}
+    self.weights["l1"] = float(w.get("l1", 0.0))  # runs saved before `loss.l1` existed had none
     self.unprojection_checkpoint = str(m.get("unprojection_checkpoint", ""))
     if self.use_3d and self.position_source == "unprojection" and not self.unprojection_checkpoint:
       raise ConfigError("model.position_source='unprojection' needs model.unprojection_checkpoint (the workdir of "
